@@ -1,0 +1,1 @@
+//! Event bus: in-process and Redis pub/sub behind one interface.

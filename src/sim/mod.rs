@@ -1,0 +1,1 @@
+//! The simulated internal AI service (`sluice mock-ai`).

@@ -1,0 +1,1 @@
+//! The path to the AI service: pooled client, circuit breakers, SSE parsing.
