@@ -1,1 +1,10 @@
 //! The path to the AI service: pooled client, circuit breakers, SSE parsing.
+//!
+//! Nothing here knows about axum: routes turn an [`UpstreamError`] or a breaker [`Rejected`]
+//! into a problem code or a fallback.
+
+pub mod breaker;
+pub mod error;
+
+pub use breaker::{BreakerConfig, BreakerObserver, BreakerState, CircuitBreaker, Permit, Rejected};
+pub use error::UpstreamError;
