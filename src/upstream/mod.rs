@@ -5,6 +5,8 @@
 
 pub mod breaker;
 pub mod error;
+pub mod sse;
 
 pub use breaker::{BreakerConfig, BreakerObserver, BreakerState, CircuitBreaker, Permit, Rejected};
 pub use error::UpstreamError;
+pub use sse::{SseEvent, SseLimits, sse_events};
