@@ -33,7 +33,8 @@ const HALF_OPEN_BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 pub struct BreakerConfig {
     /// Number of recent call outcomes judged together (at least 1).
     pub window: usize,
-    /// Percentage of failures in a full window that opens the breaker.
+    /// Percentage of failures in a full window that opens the breaker (a window without any
+    /// failure never does, even at 0 %).
     pub failure_rate_percent: u8,
     /// How long the breaker stays open before admitting trial calls.
     pub open_for: Duration,

@@ -222,7 +222,9 @@ impl UpstreamClient {
     /// not read (see [`UpstreamClient::body_stream`]).
     ///
     /// `Authorization`, `X-Request-Id` and `X-User-Id` are replaced, so neither a browser's
-    /// token nor a forged user id reaches the AI service.
+    /// token nor a forged user id reaches the AI service. Hop-by-hop headers and cookies are
+    /// the caller's to strip. Take `Instant::now()` before the call and pass it to
+    /// [`UpstreamClient::body_stream`] so the first-byte budget covers the whole call.
     pub async fn send(
         &self,
         mut request: reqwest::Request,
@@ -427,6 +429,21 @@ mod tests {
         assert!(!format!("{config:?}").contains("sk-very-secret"));
         let client = UpstreamClient::new(config).unwrap();
         assert!(!format!("{client:?}").contains("sk-very-secret"));
+    }
+
+    #[test]
+    fn call_futures_can_run_in_axum_handlers() {
+        fn assert_send<T: Send>(_: T) {}
+        let config = UpstreamConfig::new("k", Duration::from_secs(1), Duration::from_secs(1));
+        let client = UpstreamClient::new(config).unwrap();
+        let base = Url::parse("http://127.0.0.1:9").unwrap();
+        let (body, ctx) = (serde_json::json!({}), CallContext::default());
+        assert_send(client.get_json::<serde_json::Value>(&base, "/", &ctx));
+        assert_send(client.post_json::<_, serde_json::Value>(&base, "/", &body, &ctx));
+        assert_send(client.post_for_status(&base, "/", &body, &ctx));
+        assert_send(client.post_stream(&base, "/", &body, &ctx));
+        let request = reqwest::Request::new(Method::GET, base.clone());
+        assert_send(client.send(request, &ctx));
     }
 
     #[test]

@@ -233,3 +233,32 @@ async fn invalid_utf8_is_replaced_not_buffered() {
     let events = parse_chunks(&[b"data: a\xFFb\n\n"]).await;
     assert_eq!(events, [event("message", "a\u{FFFD}b", None)]);
 }
+
+#[tokio::test]
+async fn a_long_line_in_tiny_chunks_is_parsed_in_linear_time() {
+    // eventsource-stream re-scans its buffer per chunk: this input costs it ~2 billion steps.
+    let line = format!("data: {}\n\n", "z".repeat(60 * 1024));
+    let chunks: Vec<Vec<u8>> = line.as_bytes().chunks(1).map(<[u8]>::to_vec).collect();
+    let (events, error) = parse_with(chunks, SseLimits::default()).await;
+    assert!(error.is_none());
+    assert_eq!(events[0].data.len(), 60 * 1024);
+}
+
+#[test]
+fn the_event_stream_can_be_moved_to_another_task() {
+    fn assert_send<T: Send + 'static>(_: &T) {}
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = runtime.enter();
+    let bytes = crate::upstream::ByteStream::new(
+        stream::empty(),
+        tokio::time::Instant::now(),
+        crate::upstream::StreamTimeouts {
+            first_byte: Duration::from_secs(1),
+            idle: Duration::from_secs(1),
+        },
+    );
+    assert_send(&sse_events(bytes, SseLimits::default()));
+}
