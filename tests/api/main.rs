@@ -1,0 +1,3 @@
+//! One integration test binary; each area of the gateway has its own module.
+
+mod upstream;
