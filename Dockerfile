@@ -40,7 +40,9 @@ RUN npm run build
 FROM debian:bookworm-slim AS runtime
 
 # busybox-static gives `wget` for HEALTHCHECK (about 1 MB, no shared-library dependencies);
-# ca-certificates lets the gateway reach TLS upstreams and JWKS endpoints.
+# ca-certificates lets the gateway reach TLS upstreams and JWKS endpoints. Versions are not
+# pinned: bookworm's security updates replace them, and a pin would break the build.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends busybox-static ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
