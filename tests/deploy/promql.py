@@ -10,17 +10,90 @@ from __future__ import annotations
 import re
 
 KEYWORDS = frozenset(
-    """
-    by without on ignoring group_left group_right and or unless bool offset atan2
-    sum min max avg count stddev stdvar topk bottomk quantile count_values group limitk
-    rate irate increase delta idelta deriv predict_linear histogram_quantile
-    histogram_count histogram_sum histogram_fraction histogram_avg
-    abs absent absent_over_time ceil floor round exp ln log2 log10 sqrt sgn clamp clamp_min
-    clamp_max changes resets label_replace label_join vector scalar time timestamp sort
-    sort_desc avg_over_time min_over_time max_over_time sum_over_time count_over_time
-    quantile_over_time stddev_over_time stdvar_over_time last_over_time present_over_time
-    day_of_month day_of_week day_of_year days_in_month hour minute month year inf nan
-    """.split()
+    [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "and",
+        "or",
+        "unless",
+        "bool",
+        "offset",
+        "atan2",
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "count",
+        "stddev",
+        "stdvar",
+        "topk",
+        "bottomk",
+        "quantile",
+        "count_values",
+        "group",
+        "limitk",
+        "rate",
+        "irate",
+        "increase",
+        "delta",
+        "idelta",
+        "deriv",
+        "predict_linear",
+        "histogram_quantile",
+        "histogram_count",
+        "histogram_sum",
+        "histogram_fraction",
+        "histogram_avg",
+        "abs",
+        "absent",
+        "absent_over_time",
+        "ceil",
+        "floor",
+        "round",
+        "exp",
+        "ln",
+        "log2",
+        "log10",
+        "sqrt",
+        "sgn",
+        "clamp",
+        "clamp_min",
+        "clamp_max",
+        "changes",
+        "resets",
+        "label_replace",
+        "label_join",
+        "vector",
+        "scalar",
+        "time",
+        "timestamp",
+        "sort",
+        "sort_desc",
+        "avg_over_time",
+        "min_over_time",
+        "max_over_time",
+        "sum_over_time",
+        "count_over_time",
+        "quantile_over_time",
+        "stddev_over_time",
+        "stdvar_over_time",
+        "last_over_time",
+        "present_over_time",
+        "day_of_month",
+        "day_of_week",
+        "day_of_year",
+        "days_in_month",
+        "hour",
+        "minute",
+        "month",
+        "year",
+        "inf",
+        "nan",
+    ]
 )
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')

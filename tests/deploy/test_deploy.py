@@ -65,8 +65,9 @@ def seconds(value: str | int) -> int:
     """`25s`, `1m30s` or a bare number of seconds."""
     if isinstance(value, int):
         return value
+    assert value, "empty duration"
     parts = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", value)
-    assert parts and value, f"unreadable duration {value!r}"
+    assert parts, f"unreadable duration {value!r}"
     return int(parts.group(1) or 0) * 60 + int(parts.group(2) or 0)
 
 
@@ -258,7 +259,8 @@ def test_compose_dependencies_exist_are_healthy_and_acyclic() -> None:
 def test_every_compose_service_has_a_healthcheck() -> None:
     for name, service in compose()["services"].items():
         test = service.get("healthcheck", {}).get("test")
-        assert test and test[0] in ("CMD", "CMD-SHELL"), name
+        assert test, name
+        assert test[0] in ("CMD", "CMD-SHELL"), name
 
 
 def test_compose_health_checks_use_the_contract_routes() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import shutil
 import socket
 import string
 import subprocess
@@ -105,16 +106,19 @@ def test_template_placeholders() -> None:
 
 
 def test_template_renders_alike_with_envsubst(tmp_path: Path) -> None:
-    values = {"LISTEN_PORT": "18080", "UPSTREAM_1": "127.0.0.1:1", "UPSTREAM_2": "127.0.0.1:2",
-              "PREFIX": str(tmp_path)}
+    values = {
+        "LISTEN_PORT": "18080",
+        "UPSTREAM_1": "127.0.0.1:1",
+        "UPSTREAM_2": "127.0.0.1:2",
+        "PREFIX": str(tmp_path),
+    }
     rendered = render_template(values)
     assert not re.search(r"@\w+@", strip_comments(rendered))
     assert "$remote_addr" in rendered  # nginx's own variables survive
-    envsubst = subprocess.run(["which", "envsubst"], capture_output=True, text=True)
-    if envsubst.returncode != 0:
+    if shutil.which("envsubst") is None:
         pytest.skip("envsubst is not installed")
     shell_rendered = subprocess.run(
-        ["envsubst", " ".join("${%s}" % name for name in sorted(PLACEHOLDERS))],
+        ["envsubst", " ".join(f"${{{name}}}" for name in sorted(PLACEHOLDERS))],
         input=TEMPLATE.read_text(encoding="utf-8"),
         env=values,
         capture_output=True,
@@ -146,8 +150,16 @@ def free_port() -> int:
 @needs_nginx
 def test_rendered_template_passes_nginx_t(tmp_path: Path) -> None:
     conf = tmp_path / "nginx.conf"
-    conf.write_text(render_template({"LISTEN_PORT": str(free_port()), "UPSTREAM_1": "127.0.0.1:1",
-                                     "UPSTREAM_2": "127.0.0.1:2", "PREFIX": str(tmp_path)}))
+    conf.write_text(
+        render_template(
+            {
+                "LISTEN_PORT": str(free_port()),
+                "UPSTREAM_1": "127.0.0.1:1",
+                "UPSTREAM_2": "127.0.0.1:2",
+                "PREFIX": str(tmp_path),
+            }
+        )
+    )
     result = nginx_test(tmp_path, conf)
     assert result.returncode == 0, result.stderr
 
@@ -161,7 +173,8 @@ def test_compose_config_passes_nginx_t(tmp_path: Path) -> None:
     text = text.replace("/var/log/nginx/", f"{tmp_path}/")
     (tmp_path / "sluice.conf").write_text(text)
     temp_paths = "".join(
-        f"{kind}_temp_path {tmp_path}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        f"{kind}_temp_path {tmp_path}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     conf = tmp_path / "nginx.conf"
     conf.write_text(
@@ -196,12 +209,14 @@ class StubGateway:
                 if self.path == "/sse":
                     self.stream()
                     return
-                body = json.dumps({
-                    "gateway": stub.name,
-                    "x_forwarded_for": self.headers.get("X-Forwarded-For"),
-                    "x_request_id": self.headers.get("X-Request-Id"),
-                    "host": self.headers.get("Host"),
-                }).encode()
+                body = json.dumps(
+                    {
+                        "gateway": stub.name,
+                        "x_forwarded_for": self.headers.get("X-Forwarded-For"),
+                        "x_request_id": self.headers.get("X-Request-Id"),
+                        "host": self.headers.get("Host"),
+                    }
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -267,8 +282,14 @@ def start_load_balancer(tmp_path: Path, edit: str = "") -> Iterator[LoadBalancer
     gateways = [StubGateway("one"), StubGateway("two")]
     upstreams = [gateway.start() for gateway in gateways]
     port = free_port()
-    text = render_template({"LISTEN_PORT": str(port), "UPSTREAM_1": upstreams[0],
-                            "UPSTREAM_2": upstreams[1], "PREFIX": str(tmp_path)})
+    text = render_template(
+        {
+            "LISTEN_PORT": str(port),
+            "UPSTREAM_1": upstreams[0],
+            "UPSTREAM_2": upstreams[1],
+            "PREFIX": str(tmp_path),
+        }
+    )
     if edit:
         old, new = edit.split("=>")
         assert old in text
@@ -371,7 +392,8 @@ def test_host_keeps_the_port_for_same_origin_checks(load_balancer: LoadBalancer)
 def test_request_id_is_kept_or_created(load_balancer: LoadBalancer) -> None:
     assert load_balancer.get("/echo", {"X-Request-Id": "abc-123"})["x_request_id"] == "abc-123"
     created = load_balancer.get("/echo")["x_request_id"]
-    assert created and re.fullmatch(r"[0-9a-f]{32}", created)
+    assert created
+    assert re.fullmatch(r"[0-9a-f]{32}", created)
 
 
 @needs_nginx
