@@ -3,6 +3,7 @@
 // holds), so they must run one after another, which node:test does within a file.
 //   SLUICE_URL=http://127.0.0.1:8080 MOCK_URL=http://127.0.0.1:8090 npm run test:e2e
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { mkdir, stat } from 'node:fs/promises';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -162,12 +163,14 @@ describe('sluice demo page', { skip: SKIP, timeout: TEST_TIMEOUT_MS }, () => {
   test('when the passage search fails, scenario creation still works and says the passages came from a fallback', async () => {
     const { page } = session;
     await signIn(page);
-    await createScenario(page, { novelId: 'emma', description: 'Emma plans a picnic' });
+    // A description no earlier run used, so the first search cannot be answered from a cache.
+    const scenario = { novelId: 'emma', description: `Emma plans a picnic (${randomUUID()})` };
+    await createScenario(page, scenario);
     assert.equal((await page.getByTestId('passages-source').textContent())?.trim(), 'ai');
     assert.equal(await page.getByTestId('fallback-note').count(), 0);
 
     await setFaults('error', 1);
-    await createScenario(page, { novelId: 'emma', description: 'Emma plans a picnic' });
+    await createScenario(page, scenario);
     await page.getByTestId('fallback-note').waitFor();
     assert.match((await page.getByTestId('passages-source').textContent())?.trim() ?? '', /^(cache|fallback)$/);
     assert.match(await page.getByTestId('fallback-note').textContent(), /fallback/);

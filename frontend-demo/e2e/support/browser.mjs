@@ -53,12 +53,18 @@ export async function signIn(page, username = uniqueUser()) {
   return username;
 }
 
-/** Creates a scenario and waits for its passages to show. */
+/** Creates a scenario and waits until the page shows it; returns the created scenario. */
 export async function createScenario(page, { novelId = 'pride-and-prejudice', description = 'Elizabeth meets Darcy at a rainy station' } = {}) {
   await page.getByTestId('novel-id').fill(novelId);
   await page.getByTestId('description').fill(description);
-  await page.getByTestId('create-scenario').click();
-  await page.getByTestId('passages-source').waitFor();
+  const [response] = await Promise.all([
+    page.waitForResponse((r) => new URL(r.url()).pathname === '/api/scenarios' && r.request().method() === 'POST'),
+    page.getByTestId('create-scenario').click(),
+  ]);
+  if (response.status() !== 201) throw new Error(`creating the scenario answered ${response.status()}`);
+  const scenario = await response.json();
+  await page.locator(`[data-testid="scenario"][data-scenario-id="${scenario.id}"]`).waitFor();
+  return scenario;
 }
 
 /** From a created scenario, creates a conversation and waits for its chat; returns its id. */
