@@ -19,7 +19,9 @@ export const resetMock = () => call('POST', '/__mock/reset', {});
 export const setFaults = (mode, rate) => call('POST', '/__mock/faults', { mode, rate });
 /** Chat streams pause after `afterTokens` tokens until `release()`. */
 export const holdStreams = (afterTokens) => call('POST', '/__mock/hold', { after_tokens: afterTokens });
+/** Lets every held chat stream go on (and stops holding new ones). */
 export const releaseStreams = () => call('POST', '/__mock/release', {});
+/** Calls received per route, streams open, held and cancelled by the caller. */
 export const mockStats = () => call('GET', '/__mock/stats');
 
 /** Polls the mock's stats until `predicate` holds; the mock has no push channel to await. */
