@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router {
     // `route_layer` runs the last-added layer first: auth, then the limit.
     let user = Router::new()
         .route("/api/me", get(me::me))
+        .route("/api/auth/logout", post(auth::logout))
         .route_layer(from_fn_with_state(state.clone(), rate_limit::general))
         .route_layer(from_fn_with_state(state.clone(), require_user));
 

@@ -4,12 +4,13 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::http::extract::AppJson;
 
@@ -68,4 +69,17 @@ pub async fn dev_login(
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// `POST /api/auth/logout`: clears the auth cookie (the token itself simply expires).
+pub async fn logout(State(state): State<AppState>, _user: AuthUser) -> Response {
+    let cookie = format!(
+        "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
+        state.settings.auth_cookie_name
+    );
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
 }

@@ -1,0 +1,95 @@
+//! 429 with the contract's headers; limits shared across instances through Redis; a dead
+//! Redis falls back to the local limiter instead of lifting limits.
+
+use crate::helpers::{TestApp, assert_problem, spawn_app};
+
+async fn me(app: &TestApp, token: &str) -> reqwest::Response {
+    app.client
+        .get(app.at("/api/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn burst_then_429_with_headers_and_health_is_never_limited() {
+    let app = spawn_app(&[("RATE_LIMIT_BURST", "3"), ("RATE_LIMIT_PER_SECOND", "1")]).await;
+    let token = app.token("limited-user");
+    for remaining in [2, 1, 0] {
+        let response = me(&app, &token).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers().get("ratelimit-policy").unwrap(),
+            "\"general\";q=3;w=3"
+        );
+        let current = response.headers().get("ratelimit").unwrap().to_str().unwrap();
+        assert!(current.starts_with(&format!("\"general\";r={remaining};t=")), "{current}");
+    }
+    let limited = me(&app, &token).await;
+    let retry_after: u64 = limited
+        .headers()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert!(limited.headers().get("ratelimit-policy").is_some());
+    assert!(limited.headers().get("ratelimit").is_some());
+    assert_problem(limited, 429, "rate_limited").await;
+
+    // Another user is unaffected; health and metrics are never limited.
+    assert_eq!(me(&app, &app.token("other-user")).await.status(), 200);
+    for _ in 0..10 {
+        for path in ["/health", "/health/liveness", "/health/readiness", "/metrics"] {
+            let response = app.client.get(app.at(path)).send().await.unwrap();
+            assert_eq!(response.status(), 200, "{path}");
+        }
+    }
+    let metrics = app.client.get(app.at("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("sluice_rate_limited_total{class=\"general\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn limit_is_shared_by_two_instances_on_one_redis() {
+    let overrides = [
+        ("RATE_LIMIT_BURST", "4"),
+        ("RATE_LIMIT_PER_SECOND", "1"),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+    ];
+    let a = spawn_app(&overrides).await;
+    let b = spawn_app(&overrides).await;
+    let user = format!("shared-{}", uuid::Uuid::new_v4());
+    let token = a.token(&user);
+    assert_eq!(me(&a, &token).await.status(), 200);
+    assert_eq!(me(&b, &token).await.status(), 200);
+    assert_eq!(me(&a, &token).await.status(), 200);
+    assert_eq!(me(&b, &token).await.status(), 200);
+    // The burst of 4 is spent across both instances.
+    assert_problem(me(&a, &token).await, 429, "rate_limited").await;
+    assert_problem(me(&b, &token).await, 429, "rate_limited").await;
+}
+
+#[tokio::test]
+async fn unreachable_redis_falls_back_to_the_local_limiter() {
+    let app = spawn_app(&[
+        ("RATE_LIMIT_BURST", "2"),
+        ("RATE_LIMIT_PER_SECOND", "1"),
+        ("REDIS_URL", "redis://127.0.0.1:1"),
+    ])
+    .await;
+    let token = app.token("fallback-user");
+    assert_eq!(me(&app, &token).await.status(), 200);
+    assert_eq!(me(&app, &token).await.status(), 200);
+    assert_problem(me(&app, &token).await, 429, "rate_limited").await;
+    let metrics = app.client.get(app.at("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("sluice_rate_limiter_local_fallbacks_total 3"),
+        "{metrics}"
+    );
+}
