@@ -83,10 +83,12 @@ fn shutting_down() -> Response {
 fn truncated(status: StatusCode, body: &impl Serialize) -> Response {
     let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
     let half = bytes.slice(..bytes.len() / 2);
-    let chunks = futures_util::stream::iter([
-        Ok(half),
-        Err(io::Error::other("mock-ai: response dropped on purpose")),
-    ]);
+    let chunks = async_stream::stream! {
+        yield Ok::<Bytes, io::Error>(half);
+        // Give the server a turn to flush the first half, or the cut eats it.
+        tokio::task::yield_now().await;
+        yield Err(io::Error::other("mock-ai: response dropped on purpose"));
+    };
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],

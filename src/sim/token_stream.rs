@@ -40,13 +40,14 @@ pub(crate) fn token_body(
     let hang = matches!(fault, Some(Fault::Hang));
 
     let frames = async_stream::stream! {
-        for frame in framing.opening() {
-            yield Ok::<Bytes, io::Error>(frame);
-        }
         if hang {
+            // Headers only: the server sends them as soon as the body has nothing to give.
             shutdown.cancelled().await;
             guard.aborted();
             return;
+        }
+        for frame in framing.opening() {
+            yield Ok::<Bytes, io::Error>(frame);
         }
         let mut whole = String::new();
         for (sent, token) in tokens.iter().map(Some).chain(std::iter::once(None)).enumerate() {
@@ -60,11 +61,6 @@ pub(crate) fn token_body(
                     }
                 }
             }
-            if drop_at == Some(sent) {
-                guard.aborted();
-                yield Err(io::Error::other("mock-ai: stream dropped on purpose"));
-                return;
-            }
             let Some(token) = token else { break };
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
@@ -72,6 +68,13 @@ pub(crate) fn token_body(
                     guard.aborted();
                     return;
                 }
+            }
+            if drop_at == Some(sent) {
+                // Give the server a turn to flush what was sent, or the cut eats it.
+                tokio::task::yield_now().await;
+                guard.aborted();
+                yield Err(io::Error::other("mock-ai: stream dropped on purpose"));
+                return;
             }
             if sent > 0 && sent % KEEPALIVE_EVERY == 0 && let Some(keepalive) = framing.keepalive() {
                 yield Ok(keepalive);
