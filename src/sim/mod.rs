@@ -6,7 +6,7 @@
 //! `/__mock/hold` pauses streams half-way, so gateway tests can check resilience without sleeps.
 //!
 //! Layout: `config` and `server` are the public face; `router` lists every route; `routes/*`
-//! are the handlers; `faults`, `stats` and `hold` are the test controls' state; `token_stream`
+//! are the handlers; `faults`, `stats`, `hold` and `request_log` are the test controls' state; `token_stream`
 //! and `sse` produce streamed answers; `generation` and `progress` carry out accepted jobs.
 
 mod ai_body;
@@ -18,6 +18,7 @@ mod faults;
 mod generation;
 mod hold;
 mod progress;
+mod request_log;
 mod router;
 mod routes;
 mod server;

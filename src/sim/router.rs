@@ -7,6 +7,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use super::auth::require_api_key;
+use super::request_log;
 use super::routes::{control, generate, messages_stream, openai, search};
 use super::state::SharedState;
 
@@ -21,7 +22,9 @@ pub(crate) fn router(state: SharedState) -> Router {
         )
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
-        .route_layer(from_fn_with_state(state.clone(), require_api_key));
+        // Layers run bottom-up: every call is logged, then the key is checked.
+        .route_layer(from_fn_with_state(state.clone(), require_api_key))
+        .route_layer(from_fn_with_state(state.clone(), request_log::record));
 
     let controls = Router::new()
         .route(
@@ -29,6 +32,7 @@ pub(crate) fn router(state: SharedState) -> Router {
             post(control::set_faults).get(control::faults),
         )
         .route("/__mock/stats", get(control::stats))
+        .route("/__mock/requests", get(control::requests))
         .route("/__mock/hold", post(control::hold))
         .route("/__mock/release", post(control::release))
         .route("/__mock/reset", post(control::reset));

@@ -15,6 +15,7 @@ use super::error::SimError;
 use super::faults::Faults;
 use super::hold::Hold;
 use super::progress::Progress;
+use super::request_log::RequestLog;
 use super::router::router;
 use super::state::SimState;
 
@@ -68,6 +69,7 @@ pub async fn spawn(listener: TcpListener, config: MockAiConfig) -> Result<MockAi
         faults: Faults::default(),
         stats: Arc::default(),
         hold: Hold::default(),
+        requests: RequestLog::default(),
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
     });

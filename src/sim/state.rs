@@ -9,6 +9,7 @@ use super::config::MockAiConfig;
 use super::faults::Faults;
 use super::hold::Hold;
 use super::progress::Progress;
+use super::request_log::RequestLog;
 use super::stats::Stats;
 
 /// Settings, test controls and background work of one running mock.
@@ -17,6 +18,7 @@ pub(crate) struct SimState {
     pub(crate) faults: Faults,
     pub(crate) stats: Arc<Stats>,
     pub(crate) hold: Hold,
+    pub(crate) requests: RequestLog,
     pub(crate) progress: Progress,
     /// Cancelled on shutdown: hanging calls, held streams and generations stop waiting.
     pub(crate) shutdown: CancellationToken,

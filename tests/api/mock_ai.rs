@@ -270,6 +270,55 @@ async fn health_is_open_and_the_ai_api_needs_the_key() {
 }
 
 #[tokio::test]
+async fn the_request_log_shows_what_reached_the_ai_api() {
+    let mock = spawn_mock(config()).await;
+    mock.post_ai(
+        "/api/ai/search/passages?debug=1",
+        json!({ "query": "q", "novel_id": "n" }),
+    )
+    .header("x-request-id", "req-42")
+    .header("x-user-id", "user-7")
+    .send()
+    .await
+    .unwrap();
+    mock.http.get(mock.url("/v1/models")).send().await.unwrap();
+
+    let log: Value = mock
+        .http
+        .get(mock.url("/__mock/requests"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        log,
+        json!([
+            { "method": "POST", "path": "/api/ai/search/passages?debug=1", "request_id": "req-42", "user_id": "user-7", "status": 200 },
+            { "method": "GET", "path": "/v1/models", "request_id": null, "user_id": null, "status": 401 },
+        ])
+    );
+    assert!(
+        !log.to_string().contains(&mock.key),
+        "the key is never logged"
+    );
+
+    mock.control("/__mock/reset", json!({})).await;
+    let log: Value = mock
+        .http
+        .get(mock.url("/__mock/requests"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(log, json!([]));
+    mock.handle.shutdown().await;
+}
+
+#[tokio::test]
 async fn search_is_deterministic_and_validated() {
     let mock = spawn_mock(config()).await;
     let request = json!({ "query": "a storm at sea", "novel_id": "moby-dick", "top_k": 3 });
@@ -351,6 +400,11 @@ async fn messages_stream_is_crlf_framed_with_ping_tokens_and_complete() {
             .match_indices('\n')
             .all(|(at, _)| at > 0 && &reader.raw[at - 1..at] == "\r"),
         "every line ends with CRLF"
+    );
+    assert_eq!(
+        frames.iter().filter(|f| f.comment).count(),
+        2,
+        "a ping first and after 5 tokens"
     );
     let tokens = events(&frames, "token");
     assert_eq!(tokens.len(), TOKENS);

@@ -61,6 +61,11 @@ pub(crate) async fn stats(State(state): State<SharedState>) -> Response {
     Json(state.stats.snapshot()).into_response()
 }
 
+/// The last calls to the AI API, oldest first.
+pub(crate) async fn requests(State(state): State<SharedState>) -> Response {
+    Json(state.requests.entries()).into_response()
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HoldRequest {
@@ -84,10 +89,12 @@ pub(crate) async fn release(State(state): State<SharedState>) -> Response {
     Json(json!({ "status": "released" })).into_response()
 }
 
-/// Back to a well-behaved mock: no faults, counters zero, no hold (held streams go on).
+/// Back to a well-behaved mock: no faults, counters zero, no hold (held streams go on), an
+/// empty request log.
 pub(crate) async fn reset(State(state): State<SharedState>) -> Response {
     state.faults.set(FaultSettings::default());
     state.hold.release();
     state.stats.reset();
+    state.requests.clear();
     Json(json!({ "status": "reset" })).into_response()
 }
