@@ -96,3 +96,13 @@ fn truncated(status: StatusCode, body: &impl Serialize) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leaked_detail_carries_the_canary() {
+        assert!(INTERNAL_ERROR_DETAIL.contains(LEAK_CANARY));
+    }
+}

@@ -2,6 +2,18 @@
 //!
 //! The settings say which failure, how often and on which routes; [`Faults::draw`] decides for
 //! one call whether it fails, so each handler only has to act on the [`Fault`] it is given.
+//!
+//! What each mode does to an affected call:
+//! - `error`: a 5xx (`status`, default 500) whose body leaks an internal-looking detail; for
+//!   generate, the 202 is normal but the job publishes `failed` instead of completing.
+//! - `hang`: no answer until the caller leaves; streams send their headers, then nothing.
+//! - `slow`: the answer waits 10 × `MOCK_TOKEN_DELAY_MS` (or `slow_ms`), each token and each
+//!   generation stage takes 10 × its delay (or its delay plus `slow_ms`). With a zero token
+//!   delay only `slow_ms` slows anything down.
+//! - `malformed`: JSON answers are not JSON; streams send a broken frame after the first token;
+//!   generate publishes an unparsable message instead of completing.
+//! - `drop_mid_stream`: bodies are cut half-way (the connection closes without the end);
+//!   generate goes silent after the 50 % stage.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
