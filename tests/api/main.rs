@@ -1,3 +1,14 @@
 //! One integration test binary; each area of the gateway has its own module.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod auth;
+mod cli;
+mod errors;
+mod health;
+mod helpers;
+mod jwks;
+mod mock_ai;
+mod rate_limits;
+mod store;
 mod upstream;
