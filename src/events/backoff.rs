@@ -16,7 +16,11 @@ pub(super) struct Backoff {
 impl Backoff {
     pub(super) fn new(min: Duration, max: Duration) -> Self {
         let max = max.max(min);
-        Self { min, max, next: min }
+        Self {
+            min,
+            max,
+            next: min,
+        }
     }
 
     /// The delay before the next attempt: between half and all of the current step.
@@ -45,7 +49,10 @@ mod tests {
         let mut step = min;
         for _ in 0..12 {
             let delay = backoff.next_delay();
-            assert!(delay >= step / 2 && delay <= step, "{delay:?} outside {step:?}");
+            assert!(
+                delay >= step / 2 && delay <= step,
+                "{delay:?} outside {step:?}"
+            );
             step = (step * 2).min(max);
         }
         assert_eq!(step, max, "the cap was reached");

@@ -48,17 +48,14 @@ impl<S: Default> ChannelTable<S> {
     ) -> (broadcast::Receiver<BusEvent>, &mut ChannelEntry<S>, bool) {
         let capacity = self.capacity;
         let mut created = false;
-        let entry = self
-            .channels
-            .entry(Arc::from(channel))
-            .or_insert_with(|| {
-                created = true;
-                ChannelEntry {
-                    sender: broadcast::Sender::new(capacity),
-                    listeners: 0,
-                    state: S::default(),
-                }
-            });
+        let entry = self.channels.entry(Arc::from(channel)).or_insert_with(|| {
+            created = true;
+            ChannelEntry {
+                sender: broadcast::Sender::new(capacity),
+                listeners: 0,
+                state: S::default(),
+            }
+        });
         entry.listeners += 1;
         (entry.sender.subscribe(), entry, created)
     }

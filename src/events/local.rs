@@ -67,7 +67,9 @@ impl EventBus for LocalBus {
         if state.closed {
             return Err(BusError::Closed);
         }
-        state.table.send(channel, BusEvent::Message(Arc::from(payload)));
+        state
+            .table
+            .send(channel, BusEvent::Message(Arc::from(payload)));
         Ok(())
     }
 

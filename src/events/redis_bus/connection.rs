@@ -149,7 +149,10 @@ impl Session {
 
     /// Reads messages and applies subscription changes until the connection fails.
     async fn serve(&mut self, registry: &Registry, timings: &Timings) -> ConnectionLost {
-        let mut ping = interval_at(Instant::now() + timings.ping_interval, timings.ping_interval);
+        let mut ping = interval_at(
+            Instant::now() + timings.ping_interval,
+            timings.ping_interval,
+        );
         loop {
             let step = tokio::select! {
                 message = self.messages.next() => match message {

@@ -123,12 +123,22 @@ impl EventBus for RedisBus {
         if self.stop.is_cancelled() || self.registry.is_closed() {
             return Err(BusError::Closed);
         }
+        let mut command = redis::cmd("PUBLISH");
+        command.arg(channel).arg(payload);
         let mut publisher = self.publisher.clone();
-        let _receivers: i64 = redis::cmd("PUBLISH")
-            .arg(channel)
-            .arg(payload)
-            .query_async(&mut publisher)
-            .await?;
+        let first = command.query_async::<i64>(&mut publisher).await;
+        match first {
+            // The manager noticed a dead connection (Redis restarted) and is replacing it: one
+            // retry on the new connection. A duplicate is harmless, as delivery is at most once
+            // anyway and subscribers re-read stored state.
+            Err(error) if error.is_unrecoverable_error() || error.is_io_error() => {
+                tracing::debug!(%error, "redis publish failed on a dead connection; retrying once");
+                command.query_async::<i64>(&mut publisher).await?;
+            }
+            other => {
+                other?;
+            }
+        }
         Ok(())
     }
 

@@ -260,7 +260,10 @@ mod tests {
 
         registry.confirm(&plan.subscribe);
         assert!(live.try_recv().is_ok());
-        assert!(joined.receiver.try_recv().is_err(), "no resync for a fresh channel");
+        assert!(
+            joined.receiver.try_recv().is_err(),
+            "no resync for a fresh channel"
+        );
 
         let second = registry.join("c").unwrap();
         assert!(second.live.is_none(), "a live channel needs no wait");
@@ -316,7 +319,10 @@ mod tests {
         let mut rejoined = registry.join("c").unwrap();
         let mut live = rejoined.live.take().expect("a new entry is not live yet");
         let plan = registry.take_plan(&redis);
-        assert!(plan.is_empty(), "still subscribed on Redis: nothing to send");
+        assert!(
+            plan.is_empty(),
+            "still subscribed on Redis: nothing to send"
+        );
         assert!(live.try_recv().is_ok(), "and the new listener is live");
 
         registry.release("c");
