@@ -41,12 +41,24 @@ pub enum BusEvent {
 /// Whether the bus can currently deliver messages from other instances; feeds readiness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BusHealth {
-    /// The Redis subscriber connection is up and every channel is subscribed.
+    /// The Redis subscriber connection is up (right after a reconnect, its channels are being
+    /// subscribed again; their subscribers get `Resync` once that is confirmed).
     Up,
     /// The Redis subscriber connection is down; the bus is reconnecting.
     Down,
     /// No shared component: the in-process bus cannot fail.
     Disabled,
+}
+
+impl BusHealth {
+    /// The label readiness reports under `checks.redis`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Down => "down",
+            Self::Disabled => "disabled",
+        }
+    }
 }
 
 /// The interface the SSE handlers use, so they do not care whether Redis is configured.

@@ -313,7 +313,7 @@ async fn redis_bus_rejects_an_invalid_url_without_echoing_it() {
 
 // ---- Redis bus, private server ----
 
-async fn pubsub_connections(redis: &mut MultiplexedConnection) -> usize {
+async fn pubsub_client_list(redis: &mut MultiplexedConnection) -> Vec<String> {
     let list: String = redis::cmd("CLIENT")
         .arg("LIST")
         .arg("TYPE")
@@ -321,7 +321,14 @@ async fn pubsub_connections(redis: &mut MultiplexedConnection) -> usize {
         .query_async(redis)
         .await
         .unwrap();
-    list.lines().filter(|line| !line.trim().is_empty()).count()
+    list.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn pubsub_connections(redis: &mut MultiplexedConnection) -> usize {
+    pubsub_client_list(redis).await.len()
 }
 
 #[tokio::test]
@@ -368,7 +375,7 @@ async fn redis_bus_serves_a_thousand_subscriptions_over_one_connection() {
     assert_eq!(pubsub_connections(&mut redis).await, 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_bus_resyncs_and_resumes_after_its_connection_is_killed() {
     let server = RedisServer::start().await;
     let bus = redis_bus(&server.url()).await;
@@ -456,4 +463,40 @@ async fn redis_bus_started_while_redis_is_down_connects_later() {
     assert_eq!(bus.health(), BusHealth::Up);
     bus.publish(&channel, "hello").await.unwrap();
     assert_eq!(next_event(&mut subscription).await, message("hello"));
+}
+
+#[tokio::test]
+async fn redis_bus_pings_its_idle_connection_without_disturbing_it() {
+    let server = RedisServer::start().await;
+    let options = RedisBusOptions {
+        ping_interval: Duration::from_millis(10),
+        ..fast_options()
+    };
+    let bus = RedisBus::connect_with(&server.url(), options)
+        .await
+        .unwrap();
+    let redis = admin(&server.url()).await;
+    let channel = unique_channel();
+    let mut subscription = bus.subscribe(&channel).await.unwrap();
+    let health = bus.health_changes();
+
+    eventually("the subscriber connection was pinged", || {
+        let mut redis = redis.clone();
+        async move {
+            let clients = pubsub_client_list(&mut redis).await;
+            clients.len() == 1 && clients[0].contains("cmd=ping")
+        }
+    })
+    .await;
+
+    assert!(
+        !health.has_changed().unwrap(),
+        "the connection never went down"
+    );
+    bus.publish(&channel, "still subscribed").await.unwrap();
+    assert_eq!(
+        next_event(&mut subscription).await,
+        message("still subscribed"),
+        "no resync: nothing was lost"
+    );
 }

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use redis::{Msg, RedisError, Value};
 use tokio::sync::oneshot;
-use tokio::time::{Instant, interval_at, sleep, timeout};
+use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 
 use super::registry::Registry;
@@ -82,7 +82,6 @@ async fn maintain(
         match Session::open(client, registry, timings).await {
             Ok(mut session) => {
                 backoff.reset();
-                registry.on_up();
                 tracing::info!(
                     channels = session.subscribed.len(),
                     failed_attempts,

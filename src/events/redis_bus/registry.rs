@@ -136,15 +136,13 @@ impl Registry {
     }
 
     /// A new connection has no subscriptions: every wanted channel must be subscribed again.
+    /// Health turns `Up` before any resubscription is confirmed, so a subscriber told to
+    /// `Resync` already sees the bus up.
     pub(super) fn on_connected(&self) {
         let mut state = self.lock();
         state.connected = true;
         let names: Vec<Arc<str>> = state.table.names().cloned().collect();
         state.dirty.extend(names);
-    }
-
-    /// Every wanted channel is subscribed on the current connection.
-    pub(super) fn on_up(&self) {
         self.health.send_replace(BusHealth::Up);
     }
 
@@ -288,7 +286,6 @@ mod tests {
         let mut first = registry.join("c").unwrap();
         let plan = registry.take_plan(&HashSet::new());
         registry.confirm(&plan.subscribe);
-        registry.on_up();
         assert_eq!(registry.health(), BusHealth::Up);
 
         registry.on_disconnected();
