@@ -152,6 +152,7 @@ impl Session {
             Instant::now() + timings.ping_interval,
             timings.ping_interval,
         );
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let step = tokio::select! {
                 message = self.messages.next() => match message {
