@@ -81,25 +81,30 @@ async fn maintain(
     loop {
         match Session::open(client, registry, timings).await {
             Ok(mut session) => {
-                backoff.reset();
-                tracing::info!(
-                    channels = session.subscribed.len(),
-                    failed_attempts,
-                    "{}",
-                    if ever_connected {
+                let channels = session.subscribed.len();
+                if ever_connected {
+                    tracing::info!(
+                        channels,
+                        failed_attempts,
                         "redis pubsub connection restored"
-                    } else {
-                        "redis pubsub connected"
-                    }
-                );
+                    );
+                } else {
+                    tracing::info!(channels, "redis pubsub connected");
+                }
                 ever_connected = true;
                 failed_attempts = 0;
                 if let Some(signal) = first_attempt.take() {
                     let _ = signal.send(());
                 }
+                let opened = Instant::now();
                 let lost = session.serve(registry, timings).await;
                 registry.on_disconnected();
                 tracing::warn!(error = %lost, "redis pubsub connection lost; reconnecting");
+                // A connection that held for a while was healthy: retry quickly. One that drops
+                // right after connecting keeps backing off, so a flapping Redis is not hammered.
+                if opened.elapsed() >= timings.reconnect_max_delay {
+                    backoff.reset();
+                }
             }
             Err(error) => {
                 registry.on_disconnected();
