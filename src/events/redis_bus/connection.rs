@@ -13,22 +13,13 @@ use tokio::sync::oneshot;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 
+use super::RedisBusOptions;
 use super::registry::Registry;
 use crate::events::backoff::Backoff;
 
 /// Channels per SUBSCRIBE / UNSUBSCRIBE command, so a resubscription of many channels is a few
 /// round trips without building one huge command.
 const CHANNELS_PER_COMMAND: usize = 500;
-
-/// Timings of the connection task (see [`super::RedisBusOptions`]).
-#[derive(Debug, Clone)]
-pub(super) struct Timings {
-    pub(super) connect_timeout: Duration,
-    pub(super) command_timeout: Duration,
-    pub(super) ping_interval: Duration,
-    pub(super) reconnect_min_delay: Duration,
-    pub(super) reconnect_max_delay: Duration,
-}
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -47,14 +38,14 @@ enum ConnectionLost {
 pub(super) async fn run(
     client: redis::Client,
     registry: Arc<Registry>,
-    timings: Timings,
+    options: RedisBusOptions,
     shutdown: CancellationToken,
     first_attempt: oneshot::Sender<()>,
 ) {
     let _close = CloseOnDrop(registry.clone());
     tokio::select! {
         () = shutdown.cancelled() => {}
-        () = maintain(&client, &registry, &timings, first_attempt) => {}
+        () = maintain(&client, &registry, &options, first_attempt) => {}
     }
 }
 
@@ -71,15 +62,15 @@ impl Drop for CloseOnDrop {
 async fn maintain(
     client: &redis::Client,
     registry: &Registry,
-    timings: &Timings,
+    options: &RedisBusOptions,
     first_attempt: oneshot::Sender<()>,
 ) {
     let mut first_attempt = Some(first_attempt);
-    let mut backoff = Backoff::new(timings.reconnect_min_delay, timings.reconnect_max_delay);
+    let mut backoff = Backoff::new(options.reconnect_min_delay, options.reconnect_max_delay);
     let mut failed_attempts: u32 = 0;
     let mut ever_connected = false;
     loop {
-        match Session::open(client, registry, timings).await {
+        match Session::open(client, registry, options).await {
             Ok(mut session) => {
                 let channels = session.subscribed.len();
                 if ever_connected {
@@ -97,12 +88,12 @@ async fn maintain(
                     let _ = signal.send(());
                 }
                 let opened = Instant::now();
-                let lost = session.serve(registry, timings).await;
+                let lost = session.serve(registry, options).await;
                 registry.on_disconnected();
                 tracing::warn!(error = %lost, "redis pubsub connection lost; reconnecting");
                 // A connection that held for a while was healthy: retry quickly. One that drops
                 // right after connecting keeps backing off, so a flapping Redis is not hammered.
-                if opened.elapsed() >= timings.reconnect_max_delay {
+                if opened.elapsed() >= options.reconnect_max_delay {
                     backoff.reset();
                 }
             }
@@ -135,9 +126,9 @@ impl Session {
     async fn open(
         client: &redis::Client,
         registry: &Registry,
-        timings: &Timings,
+        options: &RedisBusOptions,
     ) -> Result<Self, ConnectionLost> {
-        let pubsub = timeout(timings.connect_timeout, client.get_async_pubsub())
+        let pubsub = timeout(options.connect_timeout, client.get_async_pubsub())
             .await
             .map_err(|_| ConnectionLost::Timeout)??;
         let (sink, messages) = pubsub.split();
@@ -147,15 +138,15 @@ impl Session {
             subscribed: HashSet::new(),
         };
         registry.on_connected();
-        session.reconcile(registry, timings).await?;
+        session.reconcile(registry, options).await?;
         Ok(session)
     }
 
     /// Reads messages and applies subscription changes until the connection fails.
-    async fn serve(&mut self, registry: &Registry, timings: &Timings) -> ConnectionLost {
+    async fn serve(&mut self, registry: &Registry, options: &RedisBusOptions) -> ConnectionLost {
         let mut ping = interval_at(
-            Instant::now() + timings.ping_interval,
-            timings.ping_interval,
+            Instant::now() + options.ping_interval,
+            options.ping_interval,
         );
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -167,9 +158,9 @@ impl Session {
                     }
                     None => Err(ConnectionLost::Closed),
                 },
-                () = registry.changed() => self.reconcile(registry, timings).await,
+                () = registry.changed() => self.reconcile(registry, options).await,
                 _ = ping.tick() => {
-                    within(timings.command_timeout, self.sink.ping::<Value>()).await.map(drop)
+                    within(options.command_timeout, self.sink.ping::<Value>()).await.map(drop)
                 }
             };
             if let Err(lost) = step {
@@ -183,7 +174,7 @@ impl Session {
     async fn reconcile(
         &mut self,
         registry: &Registry,
-        timings: &Timings,
+        options: &RedisBusOptions,
     ) -> Result<(), ConnectionLost> {
         loop {
             let plan = registry.take_plan(&self.subscribed);
@@ -192,14 +183,14 @@ impl Session {
             }
             for channels in plan.unsubscribe.chunks(CHANNELS_PER_COMMAND) {
                 let names: Vec<&str> = channels.iter().map(|name| &**name).collect();
-                within(timings.command_timeout, self.sink.unsubscribe(names)).await?;
+                within(options.command_timeout, self.sink.unsubscribe(names)).await?;
                 for channel in channels {
                     self.subscribed.remove(channel);
                 }
             }
             for channels in plan.subscribe.chunks(CHANNELS_PER_COMMAND) {
                 let names: Vec<&str> = channels.iter().map(|name| &**name).collect();
-                within(timings.command_timeout, self.sink.subscribe(names)).await?;
+                within(options.command_timeout, self.sink.subscribe(names)).await?;
                 self.subscribed.extend(channels.iter().cloned());
                 registry.confirm(channels);
             }

@@ -11,7 +11,6 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use self::connection::Timings;
 use self::registry::Registry;
 use super::{BusError, BusHealth, DEFAULT_CHANNEL_CAPACITY, EventBus, Subscription};
 
@@ -85,19 +84,12 @@ impl RedisBus {
                 .set_number_of_retries(2),
         )?;
         let registry = Arc::new(Registry::new(options.channel_capacity));
-        let timings = Timings {
-            connect_timeout: options.connect_timeout,
-            command_timeout: options.command_timeout,
-            ping_interval: options.ping_interval,
-            reconnect_min_delay: options.reconnect_min_delay,
-            reconnect_max_delay: options.reconnect_max_delay,
-        };
         let stop = CancellationToken::new();
         let (first_attempt, first_attempt_done) = oneshot::channel();
         let task = tokio::spawn(connection::run(
             client,
             registry.clone(),
-            timings,
+            options,
             stop.clone(),
             first_attempt,
         ));
