@@ -93,8 +93,11 @@ impl RedisBus {
             stop.clone(),
             first_attempt,
         ));
+        // Should this future be dropped while waiting, the task must not outlive it.
+        let stop_on_cancel = stop.clone().drop_guard();
         // An error means the task is gone; the registry is closed then and calls will say so.
         let _ = first_attempt_done.await;
+        stop_on_cancel.disarm();
         Ok(Self {
             registry,
             publisher,
