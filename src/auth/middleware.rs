@@ -1,0 +1,116 @@
+//! The authentication middleware and the `AuthUser` extractor.
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
+
+use super::{AuthError, Authenticator, Claims, OriginPolicy};
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::UserId;
+
+/// How the token arrived; cookie-borne tokens are subject to the CSRF origin check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `Authorization: Bearer …`.
+    Header,
+    /// The `AUTH_COOKIE_NAME` cookie.
+    Cookie,
+}
+
+/// The authenticated caller, put in request extensions by [`require_user`].
+///
+/// Handlers take it as an argument; it cannot be optional, because every route behind the
+/// middleware requires a user.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    /// The user id (`sub`).
+    pub id: UserId,
+    /// All verified claims.
+    pub claims: Claims,
+    /// Where the token came from.
+    pub source: TokenSource,
+}
+
+/// What the authentication middleware needs from the application.
+#[derive(Clone)]
+pub struct AuthState {
+    /// Verifies tokens.
+    pub authenticator: Authenticator,
+    /// Cookie carrying the token.
+    pub cookie_name: String,
+    /// CSRF origins.
+    pub origins: OriginPolicy,
+}
+
+/// Middleware for every user route: verifies the token, applies the CSRF rule to cookie
+/// auth, and stores [`AuthUser`] in the request.
+pub async fn require_user(
+    State(state): State<AuthState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match authenticate(&state, request.method(), request.headers()).await {
+        Ok(user) => {
+            request.extensions_mut().insert(user);
+            next.run(request).await
+        }
+        Err(err) => err.into_response(),
+    }
+}
+
+/// Finds and verifies the caller's token. Query parameters are never looked at.
+pub async fn authenticate(
+    state: &AuthState,
+    method: &axum::http::Method,
+    headers: &HeaderMap,
+) -> Result<AuthUser, ApiError> {
+    let (token, source) = match headers.get(header::AUTHORIZATION) {
+        Some(value) => {
+            let value = value.to_str().unwrap_or_default();
+            let token = value
+                .split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim().to_string())
+                .ok_or_else(|| ApiError::unauthorized("expected a Bearer token"))?;
+            (token, TokenSource::Header)
+        }
+        None => {
+            let jar = CookieJar::from_headers(headers);
+            let token = jar
+                .get(&state.cookie_name)
+                .map(|c| c.value().to_string())
+                .ok_or_else(|| ApiError::from(AuthError::Missing))?;
+            (token, TokenSource::Cookie)
+        }
+    };
+    let claims = state.authenticator.verify(&token).await.map_err(|err| {
+        tracing::debug!(reason = %err, "token rejected");
+        ApiError::from(err)
+    })?;
+    if source == TokenSource::Cookie && !state.origins.permits(method, headers) {
+        return Err(ApiError::new(
+            ErrorCode::CsrfRejected,
+            "cross-site request rejected: Origin is not allowed",
+        ));
+    }
+    Ok(AuthUser {
+        id: UserId::new(claims.sub.clone()),
+        claims,
+        source,
+    })
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<AuthUser>()
+            .cloned()
+            .ok_or_else(|| ApiError::from(AuthError::Missing))
+    }
+}

@@ -1,0 +1,8 @@
+//! HTTP plumbing shared by all routes: middleware, extractors, the request id.
+
+pub mod client_ip;
+pub mod extract;
+pub mod metrics_layer;
+pub mod rate_limit;
+pub mod request_id;
+pub mod stack;

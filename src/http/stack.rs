@@ -1,0 +1,132 @@
+//! The middleware stack, in one place, outermost first.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::predicate::{NotForContentType, Predicate};
+use tower_http::compression::{CompressionLayer, DefaultPredicate};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+use super::request_id::{self, REQUEST_ID_HEADER};
+use crate::error::{ApiError, ErrorCode};
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How long an ordinary (non-streaming) handler may take to produce its response head.
+/// Streams return their head at once, so this never cuts a stream.
+const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Wraps the router in the shared middleware. Listed outermost first; each layer says why.
+/// (`Router::layer` applies the last call outermost, hence the reversed order below.)
+pub fn apply(router: Router, cors_origins: &[String]) -> Router {
+    router
+        // 9. Handlers past 30 s give a clean 503 instead of holding a connection forever.
+        .layer(middleware::from_fn(handler_timeout))
+        // 8. Bodies over 1 MiB are refused by the extractors with 413.
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // 7. Compression, never for event streams (they must flush event by event).
+        .layer(CompressionLayer::new().compress_when(
+            DefaultPredicate::new().and(NotForContentType::new("text/event-stream")),
+        ))
+        // 6. CORS for the configured origins only; same-origin needs none.
+        .layer(cors(cors_origins))
+        // 5. Security headers on every response.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        // 4. A panicking handler becomes a 500 problem, not a dropped connection.
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                tracing::error!("handler panicked");
+                ApiError::new(ErrorCode::Internal, "an unexpected error occurred").into_response()
+            },
+        ))
+        // 3. The request id is readable while building any response (error bodies carry it).
+        .layer(middleware::from_fn(request_id::scope))
+        // 2. One span per request with method, matched route and request id; credentials
+        //    are marked sensitive so no layer ever prints them.
+        .layer(TraceLayer::new_for_http().make_span_with(make_span))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ]))
+        // 1. Every request gets an id (kept from the caller when present), echoed back.
+        .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
+            REQUEST_ID_HEADER,
+        )))
+        .layer(SetRequestIdLayer::new(
+            HeaderName::from_static(REQUEST_ID_HEADER),
+            MakeRequestUuid,
+        ))
+}
+
+fn make_span(request: &Request) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!("request", method = %request.method(), route, request_id)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(allowed))
+        .allow_credentials(true)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("last-event-id"),
+            HeaderName::from_static(REQUEST_ID_HEADER),
+        ])
+        .expose_headers([
+            HeaderName::from_static(REQUEST_ID_HEADER),
+            header::RETRY_AFTER,
+            header::LOCATION,
+            HeaderName::from_static("ratelimit"),
+            HeaderName::from_static("ratelimit-policy"),
+        ])
+}
+
+async fn handler_timeout(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(HANDLER_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(ErrorCode::ServiceUnavailable, "the request took too long")
+            .into_response(),
+    }
+}

@@ -1,0 +1,355 @@
+//! Prometheus metrics with the contract's names (CONTRACT.md section 7).
+//!
+//! One registry per application instance (no globals), so several instances in one test
+//! process keep separate counts. Labels are bounded: routes are matched templates, never raw
+//! paths.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    method: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    kind: String,
+    event: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabel {
+    upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FallbackLabels {
+    route: String,
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabel {
+    class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    cache: String,
+    result: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~16 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+struct Inner {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: HistogramFamily<RouteLabel>,
+    sse_active: Family<KindLabel, Gauge>,
+    sse_events: Family<EventLabels, Counter>,
+    breaker_state: Family<UpstreamLabel, Gauge>,
+    breaker_rejections: Family<UpstreamLabel, Counter>,
+    fallbacks: Family<FallbackLabels, Counter>,
+    rate_limited: Family<ClassLabel, Counter>,
+    rate_limiter_fallbacks: Counter,
+    cache_requests: Family<CacheLabels, Counter>,
+    upstream_duration: HistogramFamily<UpstreamLabel>,
+    time_to_first_token: Histogram,
+    pubsub_channels: Gauge,
+    redis_up: Gauge,
+}
+
+/// The application's metrics. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every family under the `sluice_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sluice");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by matched route",
+            http_requests.clone(),
+        );
+        let http_duration: HistogramFamily<RouteLabel> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to response headers by matched route",
+            http_duration.clone(),
+        );
+        let sse_active = Family::<KindLabel, Gauge>::default();
+        registry.register(
+            "sse_streams_active",
+            "Open SSE streams by kind",
+            sse_active.clone(),
+        );
+        let sse_events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "sse_events",
+            "SSE events sent by kind and event",
+            sse_events.clone(),
+        );
+        let breaker_state = Family::<UpstreamLabel, Gauge>::default();
+        registry.register(
+            "breaker_state",
+            "Circuit breaker state: 0 closed, 1 open, 2 half-open",
+            breaker_state.clone(),
+        );
+        let breaker_rejections = Family::<UpstreamLabel, Counter>::default();
+        registry.register(
+            "breaker_rejections",
+            "Calls rejected by an open breaker",
+            breaker_rejections.clone(),
+        );
+        let fallbacks = Family::<FallbackLabels, Counter>::default();
+        registry.register(
+            "fallbacks",
+            "Responses served from a fallback",
+            fallbacks.clone(),
+        );
+        let rate_limited = Family::<ClassLabel, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused by a rate limit",
+            rate_limited.clone(),
+        );
+        let rate_limiter_fallbacks = Counter::default();
+        registry.register(
+            "rate_limiter_local_fallbacks",
+            "Rate-limit checks done locally because Redis was unreachable",
+            rate_limiter_fallbacks.clone(),
+        );
+        let cache_requests = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "cache_requests",
+            "Cache lookups by result",
+            cache_requests.clone(),
+        );
+        let upstream_duration: HistogramFamily<UpstreamLabel> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "upstream_request_duration_seconds",
+            "AI service call duration by upstream",
+            upstream_duration.clone(),
+        );
+        let time_to_first_token = latency_histogram();
+        registry.register(
+            "time_to_first_token_seconds",
+            "Time from request to the first streamed token",
+            time_to_first_token.clone(),
+        );
+        let pubsub_channels = Gauge::default();
+        registry.register(
+            "pubsub_channels",
+            "Progress channels with local listeners",
+            pubsub_channels.clone(),
+        );
+        let redis_up = Gauge::default();
+        registry.register(
+            "redis_up",
+            "1 when Redis is configured and reachable",
+            redis_up.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                http_requests,
+                http_duration,
+                sse_active,
+                sse_events,
+                breaker_state,
+                breaker_rejections,
+                fallbacks,
+                rate_limited,
+                rate_limiter_fallbacks,
+                cache_requests,
+                upstream_duration,
+                time_to_first_token,
+                pubsub_channels,
+                redis_up,
+            }),
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.inner.registry).is_err() {
+            tracing::error!("failed to encode metrics");
+        }
+        out
+    }
+
+    /// One finished HTTP request.
+    pub fn http_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        self.inner
+            .http_requests
+            .get_or_create(&HttpLabels {
+                route: route.to_string(),
+                method: method.to_string(),
+                status: status.to_string(),
+            })
+            .inc();
+        self.inner
+            .http_duration
+            .get_or_create(&RouteLabel {
+                route: route.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts an open stream of `kind` until the guard drops.
+    pub fn sse_stream(&self, kind: &'static str) -> StreamGauge {
+        let gauge = self
+            .inner
+            .sse_active
+            .get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            })
+            .clone();
+        gauge.inc();
+        StreamGauge { gauge }
+    }
+
+    /// One SSE event sent.
+    pub fn sse_event(&self, kind: &str, event: &str) {
+        self.inner
+            .sse_events
+            .get_or_create(&EventLabels {
+                kind: kind.to_string(),
+                event: event.to_string(),
+            })
+            .inc();
+    }
+
+    /// A breaker's current state (0 closed, 1 open, 2 half-open).
+    pub fn breaker_state(&self, upstream: &str, value: i64) {
+        self.inner
+            .breaker_state
+            .get_or_create(&UpstreamLabel {
+                upstream: upstream.to_string(),
+            })
+            .set(value);
+    }
+
+    /// A call refused by an open breaker.
+    pub fn breaker_rejection(&self, upstream: &str) {
+        self.inner
+            .breaker_rejections
+            .get_or_create(&UpstreamLabel {
+                upstream: upstream.to_string(),
+            })
+            .inc();
+    }
+
+    /// A response served from a fallback source.
+    pub fn fallback(&self, route: &str, source: &str) {
+        self.inner
+            .fallbacks
+            .get_or_create(&FallbackLabels {
+                route: route.to_string(),
+                source: source.to_string(),
+            })
+            .inc();
+    }
+
+    /// A request refused by a rate limit.
+    pub fn rate_limited(&self, class: &str) {
+        self.inner
+            .rate_limited
+            .get_or_create(&ClassLabel {
+                class: class.to_string(),
+            })
+            .inc();
+    }
+
+    /// A rate-limit check done locally because Redis failed.
+    pub fn rate_limiter_fallback(&self) {
+        self.inner.rate_limiter_fallbacks.inc();
+    }
+
+    /// A cache lookup (`result` is `hit` or `miss`).
+    pub fn cache(&self, cache: &str, result: &str) {
+        self.inner
+            .cache_requests
+            .get_or_create(&CacheLabels {
+                cache: cache.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// One AI service call's duration.
+    pub fn upstream_duration(&self, upstream: &str, elapsed: Duration) {
+        self.inner
+            .upstream_duration
+            .get_or_create(&UpstreamLabel {
+                upstream: upstream.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Time from request to first token.
+    pub fn time_to_first_token(&self, elapsed: Duration) {
+        self.inner
+            .time_to_first_token
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Channels with local listeners.
+    pub fn pubsub_channels(&self, count: usize) {
+        self.inner.pubsub_channels.set(count as i64);
+    }
+
+    /// Redis reachability.
+    pub fn redis_up(&self, up: bool) {
+        self.inner.redis_up.set(i64::from(up));
+    }
+}
+
+/// Decrements the active-stream gauge when the stream ends, however it ends.
+pub struct StreamGauge {
+    gauge: Gauge,
+}
+
+impl Drop for StreamGauge {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}

@@ -1,0 +1,44 @@
+//! Every route of the gateway, grouped by who may call it. Authentication is applied per
+//! group: `user` routes require a JWT; `public` and `operations` routes are the explicit
+//! exceptions.
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+
+use crate::app::AppState;
+use crate::auth::require_user;
+use crate::http::{metrics_layer, rate_limit, stack};
+use crate::routes::{auth, frontend, health, me};
+
+/// Builds the complete application router.
+pub fn router(state: AppState) -> Router {
+    // Operations: no auth, never rate-limited.
+    let operations = Router::new()
+        .route("/health", get(health::health))
+        .route("/health/liveness", get(health::liveness))
+        .route("/health/readiness", get(health::readiness))
+        .route("/metrics", get(health::metrics));
+
+    // Public: no auth, limited per client IP.
+    let public = Router::new()
+        .route("/api/auth/dev-login", post(auth::dev_login))
+        .route_layer(from_fn_with_state(state.clone(), rate_limit::general));
+
+    // Users: JWT required (header or cookie), then limited per user.
+    // `route_layer` runs the last-added layer first: auth, then the limit.
+    let user = Router::new()
+        .route("/api/me", get(me::me))
+        .route_layer(from_fn_with_state(state.clone(), rate_limit::general))
+        .route_layer(from_fn_with_state(state.clone(), require_user));
+
+    let cors_origins = state.settings.cors_allowed_origins.clone();
+    let router = Router::new()
+        .merge(operations)
+        .merge(public)
+        .merge(user)
+        .fallback(frontend::serve)
+        .layer(from_fn_with_state(state.clone(), metrics_layer::track))
+        .with_state(state);
+    stack::apply(router, &cors_origins)
+}

@@ -1,0 +1,199 @@
+//! A streamed upstream body with timeouts by phase: a long answer is fine as long as it keeps
+//! moving, so there is never one timeout over the whole stream.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, stream};
+use tokio::time::{Instant, Sleep};
+
+use super::error::UpstreamError;
+
+/// The two time limits of a stream (`UPSTREAM_TIMEOUT_MS`, `STREAM_IDLE_TIMEOUT_MS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamTimeouts {
+    /// From the start of the call to the first body chunk (response headers included).
+    pub first_byte: Duration,
+    /// Longest gap between two body chunks once the first has arrived.
+    pub idle: Duration,
+}
+
+type Inner = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
+
+/// Body chunks of an upstream response, ending with [`UpstreamError::Timeout`] when the first
+/// chunk is late and [`UpstreamError::IdleTimeout`] when a later one is.
+///
+/// Dropping it drops the connection, which is how an upstream call is cancelled when the
+/// browser goes away. After a timeout or an error the connection is released at once and the
+/// stream ends.
+pub struct ByteStream {
+    inner: Inner,
+    timer: Pin<Box<Sleep>>,
+    timeouts: StreamTimeouts,
+    started: bool,
+    done: bool,
+}
+
+impl ByteStream {
+    /// Applies `timeouts` to `inner`, counting the first-byte budget from `call_started`.
+    ///
+    /// Public so that an in-process source (the simulated AI service) can be given the same
+    /// guarantees as an HTTP body.
+    pub fn new(
+        inner: impl Stream<Item = Result<Bytes, UpstreamError>> + Send + 'static,
+        call_started: Instant,
+        timeouts: StreamTimeouts,
+    ) -> Self {
+        Self {
+            inner: Box::pin(inner),
+            timer: Box::pin(tokio::time::sleep_until(call_started + timeouts.first_byte)),
+            timeouts,
+            started: false,
+            done: false,
+        }
+    }
+
+    fn finish(&mut self) {
+        self.done = true;
+        self.inner = Box::pin(stream::empty());
+    }
+}
+
+impl Stream for ByteStream {
+    type Item = Result<Bytes, UpstreamError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        // Data that is ready wins over a timer that fired at the same moment.
+        loop {
+            match this.inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) if chunk.is_empty() => continue,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    this.started = true;
+                    let next_deadline = Instant::now() + this.timeouts.idle;
+                    this.timer.as_mut().reset(next_deadline);
+                    return Poll::Ready(Some(Ok(chunk)));
+                }
+                Poll::Ready(Some(Err(err))) => {
+                    this.finish();
+                    return Poll::Ready(Some(Err(err)));
+                }
+                Poll::Ready(None) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => break,
+            }
+        }
+        match this.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                let err = if this.started {
+                    UpstreamError::IdleTimeout(this.timeouts.idle)
+                } else {
+                    UpstreamError::Timeout(this.timeouts.first_byte)
+                };
+                this.finish();
+                Poll::Ready(Some(Err(err)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl std::fmt::Debug for ByteStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ByteStream")
+            .field("timeouts", &self.timeouts)
+            .field("started", &self.started)
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    const TIMEOUTS: StreamTimeouts = StreamTimeouts {
+        first_byte: Duration::from_millis(200),
+        idle: Duration::from_millis(300),
+    };
+
+    /// A source that sends one chunk after each of `gaps_ms`.
+    fn paced(gaps_ms: &'static [u64]) -> impl Stream<Item = Result<Bytes, UpstreamError>> {
+        async_stream::stream! {
+            for gap in gaps_ms {
+                tokio::time::sleep(Duration::from_millis(*gap)).await;
+                yield Ok(Bytes::from_static(b"x"));
+            }
+        }
+    }
+
+    async fn drain(stream: ByteStream) -> (usize, Option<UpstreamError>) {
+        let items: Vec<_> = stream.collect().await;
+        let chunks = items.iter().filter(|i| i.is_ok()).count();
+        (chunks, items.into_iter().find_map(Result::err))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_stream_that_keeps_moving_is_not_cut() {
+        let started = Instant::now();
+        let gaps = &[150, 250, 250, 250, 250];
+        let (chunks, err) = drain(ByteStream::new(paced(gaps), started, TIMEOUTS)).await;
+        assert_eq!(chunks, 5);
+        assert!(err.is_none(), "unexpected {err:?}");
+        assert!(started.elapsed() > TIMEOUTS.first_byte + TIMEOUTS.idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_first_chunk_is_a_timeout() {
+        let started = Instant::now();
+        let (chunks, err) = drain(ByteStream::new(paced(&[250]), started, TIMEOUTS)).await;
+        assert_eq!(chunks, 0);
+        assert!(matches!(err, Some(UpstreamError::Timeout(d)) if d == TIMEOUTS.first_byte));
+        assert_eq!(started.elapsed(), TIMEOUTS.first_byte);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_byte_budget_counts_from_the_call_start() {
+        let started = Instant::now();
+        tokio::time::advance(Duration::from_millis(150)).await; // waiting for headers
+        let (_, err) = drain(ByteStream::new(paced(&[100]), started, TIMEOUTS)).await;
+        assert!(matches!(err, Some(UpstreamError::Timeout(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_gap_after_the_first_chunk_is_an_idle_timeout() {
+        let (chunks, err) = drain(ByteStream::new(
+            paced(&[10, 100, 400]),
+            Instant::now(),
+            TIMEOUTS,
+        ))
+        .await;
+        assert_eq!(chunks, 2);
+        assert!(matches!(err, Some(UpstreamError::IdleTimeout(d)) if d == TIMEOUTS.idle));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_follows_an_error() {
+        let source = stream::iter(vec![
+            Ok(Bytes::from_static(b"a")),
+            Err(UpstreamError::Stream(None)),
+            Ok(Bytes::from_static(b"b")),
+        ]);
+        let items: Vec<_> = ByteStream::new(source, Instant::now(), TIMEOUTS)
+            .collect()
+            .await;
+        assert_eq!(items.len(), 2);
+        assert!(matches!(items[1], Err(UpstreamError::Stream(None))));
+    }
+}

@@ -1,0 +1,458 @@
+//! The one pooled HTTP client for every upstream call, so that connections are reused and
+//! every call gets the same headers, timeouts and error sorting.
+//!
+//! Timeouts go by phase, never one over a whole stream: connecting is bounded by
+//! [`CONNECT_TIMEOUT`] (or the call timeout when shorter); an ordinary call by the call timeout
+//! from start to parsed body; a stream by the call timeout to its first body chunk and then by
+//! the idle timeout between chunks (see [`ByteStream`]).
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{HeaderMap, Method};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+use url::Url;
+
+use super::byte_stream::{ByteStream, StreamTimeouts};
+use super::error::{STATUS_BODY_LOG_LIMIT, UpstreamError};
+
+/// Longest time spent opening a connection, whatever the call timeout.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Default cap on a non-streamed response body.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+
+/// Settings of the upstream client, taken from `AI_API_KEY`, `UPSTREAM_TIMEOUT_MS` and
+/// `STREAM_IDLE_TIMEOUT_MS`.
+#[derive(Clone)]
+pub struct UpstreamConfig {
+    /// Bearer token sent to the AI service on every call.
+    pub api_key: String,
+    /// Whole-call timeout for ordinary calls; time to first byte for streams.
+    pub call_timeout: Duration,
+    /// Longest gap between two chunks of a streamed body.
+    pub stream_idle_timeout: Duration,
+    /// Largest non-streamed body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl UpstreamConfig {
+    /// Settings with the default body cap.
+    pub fn new(
+        api_key: impl Into<String>,
+        call_timeout: Duration,
+        stream_idle_timeout: Duration,
+    ) -> Self {
+        Self {
+            api_key: api_key.into(),
+            call_timeout,
+            stream_idle_timeout,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+impl fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("api_key", &"[redacted]")
+            .field("call_timeout", &self.call_timeout)
+            .field("stream_idle_timeout", &self.stream_idle_timeout)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+/// Who a call is made for: forwarded as `X-Request-Id` and `X-User-Id` so the AI service can
+/// correlate its logs with ours.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallContext {
+    /// The gateway request's id.
+    pub request_id: String,
+    /// The authenticated user (`sub`), if any.
+    pub user_id: Option<String>,
+}
+
+/// The shared upstream client. Cloning is cheap and clones share the connection pool.
+#[derive(Clone)]
+pub struct UpstreamClient {
+    http: reqwest::Client,
+    authorization: HeaderValue,
+    call_timeout: Duration,
+    idle_timeout: Duration,
+    max_body_bytes: usize,
+}
+
+impl fmt::Debug for UpstreamClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamClient")
+            .field("call_timeout", &self.call_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpstreamClient {
+    /// Builds the pooled client. Fails only if the API key is not a valid header value or the
+    /// TLS backend cannot start.
+    pub fn new(config: UpstreamConfig) -> Result<Self, UpstreamError> {
+        let mut authorization = HeaderValue::try_from(format!("Bearer {}", config.api_key))
+            .map_err(|_| UpstreamError::Request("the API key is not a valid header value"))?;
+        authorization.set_sensitive(true);
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.call_timeout.min(CONNECT_TIMEOUT))
+            // The AI service has no reason to redirect, and following one could send the API key
+            // somewhere else.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|_| UpstreamError::Request("the HTTP client could not be built"))?;
+        Ok(Self {
+            http,
+            authorization,
+            call_timeout: config.call_timeout,
+            idle_timeout: config.stream_idle_timeout,
+            max_body_bytes: config.max_body_bytes,
+        })
+    }
+
+    /// The whole-call budget of one ordinary call (also the deadline helper for retries).
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout
+    }
+
+    /// The limits every stream from this client gets.
+    pub fn stream_timeouts(&self) -> StreamTimeouts {
+        StreamTimeouts {
+            first_byte: self.call_timeout,
+            idle: self.idle_timeout,
+        }
+    }
+
+    /// `GET base + path`, expecting a 2xx JSON answer.
+    pub async fn get_json<R: DeserializeOwned>(
+        &self,
+        base: &Url,
+        path: &str,
+        ctx: &CallContext,
+    ) -> Result<R, UpstreamError> {
+        let request = self.request(Method::GET, base, path, None, "application/json", ctx)?;
+        self.call_json(request).await
+    }
+
+    /// `POST base + path` with a JSON body, expecting a 2xx JSON answer.
+    pub async fn post_json<T: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        base: &Url,
+        path: &str,
+        body: &T,
+        ctx: &CallContext,
+    ) -> Result<R, UpstreamError> {
+        let body = json_body(body)?;
+        let request = self.request(
+            Method::POST,
+            base,
+            path,
+            Some(body),
+            "application/json",
+            ctx,
+        )?;
+        self.call_json(request).await
+    }
+
+    /// `POST base + path` with a JSON body, expecting any 2xx (e.g. a `202 Accepted` with no
+    /// useful body). Returns the status.
+    pub async fn post_for_status<T: Serialize + ?Sized>(
+        &self,
+        base: &Url,
+        path: &str,
+        body: &T,
+        ctx: &CallContext,
+    ) -> Result<u16, UpstreamError> {
+        let body = json_body(body)?;
+        let request = self.request(Method::POST, base, path, Some(body), "*/*", ctx)?;
+        let deadline = Instant::now() + self.call_timeout;
+        self.within(deadline, async {
+            let response = self.execute(request).await?;
+            let response = error_for_status(response).await?;
+            Ok(response.status().as_u16())
+        })
+        .await
+    }
+
+    /// `POST base + path` with a JSON body, expecting a 2xx streamed answer (SSE).
+    ///
+    /// Returns once the response headers are in; the body then follows the stream timeouts.
+    /// Drop the stream to cancel the call.
+    pub async fn post_stream<T: Serialize + ?Sized>(
+        &self,
+        base: &Url,
+        path: &str,
+        body: &T,
+        ctx: &CallContext,
+    ) -> Result<ByteStream, UpstreamError> {
+        let started = Instant::now();
+        let body = json_body(body)?;
+        let request = self.request(
+            Method::POST,
+            base,
+            path,
+            Some(body),
+            "text/event-stream",
+            ctx,
+        )?;
+        let response = self
+            .within(started + self.call_timeout, async {
+                error_for_status(self.execute(request).await?).await
+            })
+            .await?;
+        Ok(self.body_stream(response, started))
+    }
+
+    /// Sends a request built by the caller (the passthrough proxy) with our headers and the
+    /// call timeout up to the response headers. Any status is returned as is; the body is
+    /// not read (see [`UpstreamClient::body_stream`]).
+    ///
+    /// `Authorization`, `X-Request-Id` and `X-User-Id` are replaced, so neither a browser's
+    /// token nor a forged user id reaches the AI service. Hop-by-hop headers and cookies are
+    /// the caller's to strip. Take `Instant::now()` before the call and pass it to
+    /// [`UpstreamClient::body_stream`] so the first-byte budget covers the whole call.
+    pub async fn send(
+        &self,
+        mut request: reqwest::Request,
+        ctx: &CallContext,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        self.apply_context(request.headers_mut(), ctx);
+        let deadline = Instant::now() + self.call_timeout;
+        self.within(deadline, self.execute(request)).await
+    }
+
+    /// The body of a response as chunks, with the stream timeouts counted from `call_started`.
+    pub fn body_stream(&self, response: reqwest::Response, call_started: Instant) -> ByteStream {
+        let budget = self.call_timeout;
+        let chunks = response
+            .bytes_stream()
+            .map(move |chunk| chunk.map_err(|err| UpstreamError::from_reqwest(err, budget)));
+        ByteStream::new(chunks, call_started, self.stream_timeouts())
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        base: &Url,
+        path: &str,
+        body: Option<Bytes>,
+        accept: &'static str,
+        ctx: &CallContext,
+    ) -> Result<reqwest::Request, UpstreamError> {
+        let mut request = reqwest::Request::new(method, endpoint(base, path)?);
+        let headers = request.headers_mut();
+        headers.insert(ACCEPT, HeaderValue::from_static(accept));
+        if let Some(body) = body {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            *request.body_mut() = Some(body.into());
+        }
+        self.apply_context(request.headers_mut(), ctx);
+        Ok(request)
+    }
+
+    fn apply_context(&self, headers: &mut HeaderMap, ctx: &CallContext) {
+        headers.insert(AUTHORIZATION, self.authorization.clone());
+        headers.remove(&X_REQUEST_ID);
+        headers.remove(&X_USER_ID);
+        match HeaderValue::try_from(ctx.request_id.as_str()) {
+            Ok(value) => {
+                headers.insert(X_REQUEST_ID, value);
+            }
+            Err(_) => tracing::warn!("request id is not a valid header value; not forwarded"),
+        }
+        if let Some(user_id) = &ctx.user_id {
+            match HeaderValue::try_from(user_id.as_str()) {
+                Ok(value) => {
+                    headers.insert(X_USER_ID, value);
+                }
+                Err(_) => tracing::warn!("user id is not a valid header value; not forwarded"),
+            }
+        }
+    }
+
+    async fn execute(&self, request: reqwest::Request) -> Result<reqwest::Response, UpstreamError> {
+        self.http
+            .execute(request)
+            .await
+            .map_err(|err| UpstreamError::from_reqwest(err, self.call_timeout))
+    }
+
+    async fn call_json<R: DeserializeOwned>(
+        &self,
+        request: reqwest::Request,
+    ) -> Result<R, UpstreamError> {
+        let deadline = Instant::now() + self.call_timeout;
+        self.within(deadline, async {
+            let response = error_for_status(self.execute(request).await?).await?;
+            let body = read_body(response, self.max_body_bytes, self.call_timeout).await?;
+            serde_json::from_slice(&body).map_err(|err| UpstreamError::Malformed {
+                detail: err.to_string(),
+            })
+        })
+        .await
+    }
+
+    /// Runs `call` until `deadline`, turning the deadline into [`UpstreamError::Timeout`].
+    async fn within<T>(
+        &self,
+        deadline: Instant,
+        call: impl Future<Output = Result<T, UpstreamError>>,
+    ) -> Result<T, UpstreamError> {
+        tokio::time::timeout_at(deadline, call)
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout(self.call_timeout)))
+    }
+}
+
+/// `base` joined with `path_and_query`, keeping any path prefix of `base`
+/// (`http://h/prefix` + `/v1/models` → `http://h/prefix/v1/models`).
+pub fn endpoint(base: &Url, path_and_query: &str) -> Result<Url, UpstreamError> {
+    let base = base.as_str().trim_end_matches('/');
+    let separator = if path_and_query.starts_with('/') {
+        ""
+    } else {
+        "/"
+    };
+    Url::parse(&format!("{base}{separator}{path_and_query}"))
+        .map_err(|_| UpstreamError::Request("invalid upstream URL"))
+}
+
+/// `host:port` of an upstream, for metric labels and logs: never the scheme's credentials or
+/// the path.
+pub fn host_port(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("unknown");
+    match url.port_or_known_default() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+fn json_body<T: Serialize + ?Sized>(body: &T) -> Result<Bytes, UpstreamError> {
+    serde_json::to_vec(body)
+        .map(Bytes::from)
+        .map_err(|_| UpstreamError::Request("the request body could not be serialised"))
+}
+
+/// Passes a 2xx response through; turns any other into [`UpstreamError::Status`], keeping the
+/// start of its body for the logs.
+async fn error_for_status(
+    mut response: reqwest::Response,
+) -> Result<reqwest::Response, UpstreamError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let mut body = Vec::new();
+    while body.len() < STATUS_BODY_LOG_LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    Err(UpstreamError::status_with_body(status.as_u16(), &body))
+}
+
+async fn read_body(
+    mut response: reqwest::Response,
+    limit: usize,
+    budget: Duration,
+) -> Result<Vec<u8>, UpstreamError> {
+    let too_large = UpstreamError::TooLarge {
+        what: "body",
+        limit,
+    };
+    let declared = response.content_length().unwrap_or(0);
+    if usize::try_from(declared).map_or(true, |declared| declared > limit) {
+        return Err(too_large);
+    }
+    let mut body = Vec::with_capacity(usize::try_from(declared).unwrap_or(0));
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|err| UpstreamError::from_reqwest(err, budget))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn endpoint_keeps_the_base_path_prefix() {
+        let base = Url::parse("http://ai.internal:8090/prefix/").unwrap();
+        assert_eq!(
+            endpoint(&base, "/v1/models?x=1").unwrap().as_str(),
+            "http://ai.internal:8090/prefix/v1/models?x=1"
+        );
+        let bare = Url::parse("http://ai.internal:8090").unwrap();
+        assert_eq!(
+            endpoint(&bare, "api/ai/generate").unwrap().as_str(),
+            "http://ai.internal:8090/api/ai/generate"
+        );
+    }
+
+    #[test]
+    fn host_port_never_shows_credentials_or_path() {
+        let url = Url::parse("https://user:pw@api.example.com/v1?key=k").unwrap();
+        assert_eq!(host_port(&url), "api.example.com:443");
+    }
+
+    #[test]
+    fn debug_output_hides_the_api_key() {
+        let config = UpstreamConfig::new(
+            "sk-very-secret",
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
+        assert!(!format!("{config:?}").contains("sk-very-secret"));
+        let client = UpstreamClient::new(config).unwrap();
+        assert!(!format!("{client:?}").contains("sk-very-secret"));
+    }
+
+    #[test]
+    fn call_futures_can_run_in_axum_handlers() {
+        fn assert_send<T: Send>(_: T) {}
+        let config = UpstreamConfig::new("k", Duration::from_secs(1), Duration::from_secs(1));
+        let client = UpstreamClient::new(config).unwrap();
+        let base = Url::parse("http://127.0.0.1:9").unwrap();
+        let (body, ctx) = (serde_json::json!({}), CallContext::default());
+        assert_send(client.get_json::<serde_json::Value>(&base, "/", &ctx));
+        assert_send(client.post_json::<_, serde_json::Value>(&base, "/", &body, &ctx));
+        assert_send(client.post_for_status(&base, "/", &body, &ctx));
+        assert_send(client.post_stream(&base, "/", &body, &ctx));
+        let request = reqwest::Request::new(Method::GET, base.clone());
+        assert_send(client.send(request, &ctx));
+    }
+
+    #[test]
+    fn an_api_key_that_cannot_be_a_header_is_refused() {
+        let config =
+            UpstreamConfig::new("bad\nkey", Duration::from_secs(1), Duration::from_secs(1));
+        assert!(matches!(
+            UpstreamClient::new(config),
+            Err(UpstreamError::Request(_))
+        ));
+    }
+}
