@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod auth;
+mod bus;
 mod cli;
 mod errors;
 mod health;
@@ -11,4 +12,5 @@ mod jwks;
 mod mock_ai;
 mod rate_limits;
 mod store;
+mod support;
 mod upstream;
