@@ -165,8 +165,21 @@ fn token(
 }
 
 async fn mock_ai() -> ExitCode {
-    eprintln!("sluice: mock-ai is not available in this build yet");
-    ExitCode::FAILURE
+    let config = match sluice::sim::MockAiConfig::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("sluice: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    telemetry::init(sluice::config::LogFormat::Json);
+    match sluice::sim::run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sluice: mock-ai: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -59,7 +59,16 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let message = inner.to_string();
-        let field = if path.is_empty() || path == "." {
+        if matches!(
+            inner.classify(),
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+        ) {
+            return ApiError::validation(
+                "body",
+                format!("malformed JSON: {}", strip_position(&message)),
+            );
+        }
+        let field = if path.is_empty() || path == "." || path == "?" {
             missing_field(&message).unwrap_or_else(|| "body".to_string())
         } else {
             path

@@ -35,17 +35,29 @@ async fn hs256_matrix_rejects_every_bad_token() {
         URL_SAFE_NO_PAD.encode(json!({"sub": "mallory", "exp": t + 3600}).to_string()),
     );
     let cases: Vec<(&str, String)> = vec![
-        ("expired", mint_hs256(TEST_SECRET, &json!({"sub": "a", "exp": t - 120}))),
+        (
+            "expired",
+            mint_hs256(TEST_SECRET, &json!({"sub": "a", "exp": t - 120})),
+        ),
         (
             "nbf beyond leeway",
-            mint_hs256(TEST_SECRET, &json!({"sub": "a", "exp": t + 3600, "nbf": t + 300})),
+            mint_hs256(
+                TEST_SECRET,
+                &json!({"sub": "a", "exp": t + 3600, "nbf": t + 300}),
+            ),
         ),
         (
             "bad signature",
-            mint_hs256("another-secret-0123456789", &json!({"sub": "a", "exp": t + 3600})),
+            mint_hs256(
+                "another-secret-0123456789",
+                &json!({"sub": "a", "exp": t + 3600}),
+            ),
         ),
         ("alg none", none_token),
-        ("missing sub", mint_hs256(TEST_SECRET, &json!({"exp": t + 3600}))),
+        (
+            "missing sub",
+            mint_hs256(TEST_SECRET, &json!({"exp": t + 3600})),
+        ),
         ("missing exp", mint_hs256(TEST_SECRET, &json!({"sub": "a"}))),
         (
             "exp of the wrong type",
@@ -67,7 +79,10 @@ async fn hs256_matrix_rejects_every_bad_token() {
         assert!(!body.to_string().contains(&token), "{name}: token echoed");
     }
     // Within leeway is accepted.
-    let within = mint_hs256(TEST_SECRET, &json!({"sub": "a", "exp": t + 3600, "nbf": t + 10}));
+    let within = mint_hs256(
+        TEST_SECRET,
+        &json!({"sub": "a", "exp": t + 3600, "nbf": t + 10}),
+    );
     assert_eq!(me_status(&app, &within).await.status(), 200);
 }
 
@@ -75,7 +90,10 @@ async fn hs256_matrix_rejects_every_bad_token() {
 async fn missing_token_is_401_with_challenge() {
     let app = spawn_app(&[]).await;
     let response = app.client.get(app.at("/api/me")).send().await.unwrap();
-    assert_eq!(response.headers().get("www-authenticate").unwrap(), "Bearer");
+    assert_eq!(
+        response.headers().get("www-authenticate").unwrap(),
+        "Bearer"
+    );
     assert_problem(response, 401, "unauthorized").await;
 }
 
@@ -96,15 +114,36 @@ async fn token_in_query_string_is_ignored() {
 
 #[tokio::test]
 async fn issuer_and_audience_are_enforced_when_configured() {
-    let app = spawn_app(&[("JWT_ISSUER", "https://issuer.test"), ("JWT_AUDIENCE", "sluice")]).await;
+    let app = spawn_app(&[
+        ("JWT_ISSUER", "https://issuer.test"),
+        ("JWT_AUDIENCE", "sluice"),
+    ])
+    .await;
     let t = now();
     let good = json!({"sub": "a", "exp": t + 600, "iss": "https://issuer.test", "aud": "sluice"});
-    assert_eq!(me_status(&app, &mint_hs256(TEST_SECRET, &good)).await.status(), 200);
+    assert_eq!(
+        me_status(&app, &mint_hs256(TEST_SECRET, &good))
+            .await
+            .status(),
+        200
+    );
     for (name, claims) in [
-        ("wrong iss", json!({"sub": "a", "exp": t + 600, "iss": "https://evil.test", "aud": "sluice"})),
-        ("wrong aud", json!({"sub": "a", "exp": t + 600, "iss": "https://issuer.test", "aud": "other"})),
-        ("no iss", json!({"sub": "a", "exp": t + 600, "aud": "sluice"})),
-        ("no aud", json!({"sub": "a", "exp": t + 600, "iss": "https://issuer.test"})),
+        (
+            "wrong iss",
+            json!({"sub": "a", "exp": t + 600, "iss": "https://evil.test", "aud": "sluice"}),
+        ),
+        (
+            "wrong aud",
+            json!({"sub": "a", "exp": t + 600, "iss": "https://issuer.test", "aud": "other"}),
+        ),
+        (
+            "no iss",
+            json!({"sub": "a", "exp": t + 600, "aud": "sluice"}),
+        ),
+        (
+            "no aud",
+            json!({"sub": "a", "exp": t + 600, "iss": "https://issuer.test"}),
+        ),
     ] {
         let response = me_status(&app, &mint_hs256(TEST_SECRET, &claims)).await;
         assert_eq!(response.status(), 401, "{name}");
@@ -145,7 +184,12 @@ async fn public_key_accepts_its_family_and_refuses_hs256_confusion() {
     let other = rsa_token("jwt/rsa2.key.pem", None, &claims);
     assert_eq!(me_status(&app, &other).await.status(), 401);
     // An HS256 token with the old shared secret is refused too.
-    assert_eq!(me_status(&app, &mint_hs256(TEST_SECRET, &claims)).await.status(), 401);
+    assert_eq!(
+        me_status(&app, &mint_hs256(TEST_SECRET, &claims))
+            .await
+            .status(),
+        401
+    );
 }
 
 #[tokio::test]

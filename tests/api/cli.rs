@@ -8,15 +8,28 @@ use crate::helpers::temp_dir;
 const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Removes every sluice variable the test runner might have, so the child sees defaults.
 fn bare_command() -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(BIN);
     for (key, _) in std::env::vars() {
-        if key.starts_with("JWT_") || key.starts_with("AI_") || key.starts_with("RATE_")
-            || ["DATABASE_URL", "REDIS_URL", "BIND_ADDR", "DEV_LOGIN", "SLUICE_CONFIG"].contains(&key.as_str())
+        if key.starts_with("JWT_")
+            || key.starts_with("AI_")
+            || key.starts_with("RATE_")
+            || [
+                "DATABASE_URL",
+                "REDIS_URL",
+                "BIND_ADDR",
+                "DEV_LOGIN",
+                "SLUICE_CONFIG",
+            ]
+            .contains(&key.as_str())
         {
             cmd.env_remove(key);
         }
@@ -47,7 +60,10 @@ async fn serve_with_no_configuration_runs_and_dev_login_reaches_me() {
         {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "sluice did not come up");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sluice did not come up"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let login: serde_json::Value = client
@@ -70,7 +86,10 @@ async fn serve_with_no_configuration_runs_and_dev_login_reaches_me() {
         .await
         .unwrap();
     assert_eq!(me["sub"], "newcomer");
-    assert!(dir.join("sluice.db").exists(), "the embedded SQLite file is created");
+    assert!(
+        dir.join("sluice.db").exists(),
+        "the embedded SQLite file is created"
+    );
     child.kill().await.unwrap();
 }
 
@@ -92,7 +111,9 @@ async fn invalid_configuration_exits_2_naming_the_variable() {
 async fn token_command_mints_a_verifiable_token() {
     let secret = "cli-secret-0123456789abcdef";
     let output = bare_command()
-        .args(["token", "--sub", "cli-user", "--ttl", "60", "--aud", "aud-x"])
+        .args([
+            "token", "--sub", "cli-user", "--ttl", "60", "--aud", "aud-x",
+        ])
         .env("JWT_SECRET", secret)
         .output()
         .await
@@ -111,7 +132,11 @@ async fn token_command_mints_a_verifiable_token() {
     let ttl = data.claims["exp"].as_u64().unwrap() - data.claims["iat"].as_u64().unwrap();
     assert_eq!(ttl, 60);
 
-    let without_secret = bare_command().args(["token", "--sub", "x"]).output().await.unwrap();
+    let without_secret = bare_command()
+        .args(["token", "--sub", "x"])
+        .output()
+        .await
+        .unwrap();
     assert_eq!(without_secret.status.code(), Some(2));
 }
 
@@ -119,11 +144,26 @@ async fn token_command_mints_a_verifiable_token() {
 async fn migrate_applies_migrations_to_a_fresh_database() {
     let dir = temp_dir("migrate");
     let url = format!("sqlite://{}?mode=rwc", dir.join("m.db").display());
-    let output = bare_command().arg("migrate").env("DATABASE_URL", &url).output().await.unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = bare_command()
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let store = sluice::store::Store::connect(&url).await.unwrap();
     let scenarios = store
-        .scenarios(&sluice::ids::UserId::new("x"), sluice::store::Page { limit: 1, before: None })
+        .scenarios(
+            &sluice::ids::UserId::new("x"),
+            sluice::store::Page {
+                limit: 1,
+                before: None,
+            },
+        )
         .await
         .unwrap();
     assert!(scenarios.is_empty(), "tables exist");

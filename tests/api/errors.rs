@@ -60,9 +60,18 @@ async fn request_id_is_kept_from_the_caller_or_created() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.headers().get("x-request-id").unwrap(), "caller-chosen-id");
+    assert_eq!(
+        response.headers().get("x-request-id").unwrap(),
+        "caller-chosen-id"
+    );
     let response = app.client.get(app.at("/api/me")).send().await.unwrap();
-    let generated = response.headers().get("x-request-id").unwrap().to_str().unwrap().to_string();
+    let generated = response
+        .headers()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(!generated.is_empty());
     let body = assert_problem(response, 401, "unauthorized").await;
     assert_eq!(body["request_id"], generated);
@@ -72,7 +81,10 @@ async fn request_id_is_kept_from_the_caller_or_created() {
 async fn unknown_api_route_is_problem_404_and_security_headers_are_set() {
     let app = spawn_app(&[]).await;
     let response = app.client.get(app.at("/api/nope")).send().await.unwrap();
-    assert_eq!(response.headers().get("x-content-type-options").unwrap(), "nosniff");
+    assert_eq!(
+        response.headers().get("x-content-type-options").unwrap(),
+        "nosniff"
+    );
     assert_eq!(response.headers().get("x-frame-options").unwrap(), "DENY");
     assert!(response.headers().get("referrer-policy").is_some());
     assert_problem(response, 404, "not_found").await;
@@ -110,7 +122,9 @@ async fn no_secret_in_responses_or_logs() {
     for request in [
         app.client.get(app.at("/api/me")).bearer_auth(&token),
         app.client.get(app.at("/api/me")).bearer_auth(&bad_token),
-        app.client.get(app.at("/api/me")).header("cookie", format!("sluice_token={bad_token}")),
+        app.client
+            .get(app.at("/api/me"))
+            .header("cookie", format!("sluice_token={bad_token}")),
         app.client.get(app.at("/health/readiness")),
         app.client.get(app.at("/metrics")),
     ] {
@@ -119,18 +133,25 @@ async fn no_secret_in_responses_or_logs() {
         bodies.push_str(&response.text().await.unwrap());
     }
     // A database URL with a password that cannot connect: the start-up error must not show it.
-    let err = sluice::store::Store::connect(&format!(
-        "postgres://user:{db_password}@127.0.0.1:1/db"
-    ))
-    .await
-    .unwrap_err();
+    let err =
+        sluice::store::Store::connect(&format!("postgres://user:{db_password}@127.0.0.1:1/db"))
+            .await
+            .unwrap_err();
     tracing::error!(error = %err, "expected failure");
     app.stop().await;
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("request"), "logs were captured");
-    for secret in [TEST_SECRET, "ai-api-key-hunter3", token.as_str(), db_password] {
-        assert!(!bodies.contains(secret), "secret {secret:.8}… in a response");
+    for secret in [
+        TEST_SECRET,
+        "ai-api-key-hunter3",
+        token.as_str(),
+        db_password,
+    ] {
+        assert!(
+            !bodies.contains(secret),
+            "secret {secret:.8}… in a response"
+        );
         assert!(!logs.contains(secret), "secret {secret:.8}… in logs");
     }
 }

@@ -5,11 +5,32 @@ use crate::helpers::spawn_app;
 #[tokio::test]
 async fn health_liveness_and_readiness_answer() {
     let app = spawn_app(&[]).await;
-    let health: serde_json::Value = app.client.get(app.at("/health")).send().await.unwrap().json().await.unwrap();
+    let health: serde_json::Value = app
+        .client
+        .get(app.at("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(app.client.get(app.at("/health/liveness")).send().await.unwrap().status(), 200);
-    let ready = app.client.get(app.at("/health/readiness")).send().await.unwrap();
+    assert_eq!(
+        app.client
+            .get(app.at("/health/liveness"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let ready = app
+        .client
+        .get(app.at("/health/readiness"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["status"], "ready");
@@ -21,25 +42,80 @@ async fn health_liveness_and_readiness_answer() {
 #[tokio::test]
 async fn readiness_is_503_while_redis_is_unreachable() {
     let app = spawn_app(&[("REDIS_URL", "redis://127.0.0.1:1")]).await;
-    let response = app.client.get(app.at("/health/readiness")).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.at("/health/readiness"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 503);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["status"], "not_ready");
     assert_eq!(body["checks"]["redis"], "down");
     assert_eq!(body["checks"]["database"], "up");
     // Liveness is unaffected: the process is fine.
-    assert_eq!(app.client.get(app.at("/health/liveness")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.client
+            .get(app.at("/health/liveness"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
 async fn metrics_use_the_contract_names_and_matched_routes() {
     let app = spawn_app(&[]).await;
     let token = app.token("metrics-user");
-    app.client.get(app.at("/api/me")).bearer_auth(&token).send().await.unwrap();
-    let text = app.client.get(app.at("/metrics")).send().await.unwrap().text().await.unwrap();
+    app.client
+        .get(app.at("/api/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let text = app
+        .client
+        .get(app.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         text.contains(r#"sluice_http_requests_total{route="/api/me",method="GET",status="200"} 1"#),
         "{text}"
     );
-    assert!(text.contains("sluice_http_request_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains("sluice_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn readiness_goes_503_when_redis_dies_and_200_when_it_returns() {
+    let mut redis = crate::support::redis_server::RedisServer::start().await;
+    let app = spawn_app(&[("REDIS_URL", &redis.url())]).await;
+    let ready = |app: &crate::helpers::TestApp| {
+        let request = app.client.get(app.at("/health/readiness"));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(ready(&app).await, 200);
+    redis.kill();
+    assert_eq!(ready(&app).await, 503);
+    redis.restart().await;
+    // The command connection reconnects on its own; readiness follows within a few probes.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if ready(&app).await == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readiness never recovered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

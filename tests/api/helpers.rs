@@ -33,7 +33,7 @@ pub async fn fresh_database(db: Db) -> String {
             let name = format!("sluice_test_{}", uuid::Uuid::new_v4().simple());
             let admin = sqlx::postgres::PgPoolOptions::new()
                 .max_connections(1)
-                .connect("postgres://postgres@127.0.0.1:5432/test")
+                .connect(&admin_url())
                 .await
                 .expect("local PostgreSQL on 127.0.0.1:5432");
             sqlx::query(&format!("CREATE DATABASE {name}"))
@@ -41,9 +41,20 @@ pub async fn fresh_database(db: Db) -> String {
                 .await
                 .expect("create test database");
             admin.close().await;
-            format!("postgres://postgres@127.0.0.1:5432/{name}")
+            let base = admin_url();
+            let server = base
+                .rsplit_once('/')
+                .map(|(server, _)| server)
+                .unwrap_or(&base);
+            format!("{server}/{name}")
         }
     }
+}
+
+/// The PostgreSQL test server (`TEST_POSTGRES_URL`, default the local `test` database).
+fn admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
 }
 
 /// A unique temporary directory.
@@ -139,7 +150,10 @@ impl TestApp {
 
     /// A token signed with the test secret.
     pub fn token(&self, sub: &str) -> String {
-        mint_hs256(TEST_SECRET, &serde_json::json!({"sub": sub, "exp": now() + 3600}))
+        mint_hs256(
+            TEST_SECRET,
+            &serde_json::json!({"sub": sub, "exp": now() + 3600}),
+        )
     }
 
     /// Stops the app and waits for it.
@@ -206,7 +220,10 @@ pub async fn assert_problem(
     assert_eq!(body["code"], code, "{body}");
     assert_eq!(body["status"], status);
     assert!(body["title"].is_string() && body["type"].is_string() && body["detail"].is_string());
-    assert_eq!(body["request_id"], request_id, "request_id matches the header");
+    assert_eq!(
+        body["request_id"], request_id,
+        "request_id matches the header"
+    );
     assert!(!request_id.is_empty());
     body
 }

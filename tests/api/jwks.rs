@@ -35,8 +35,10 @@ async fn start(server: JwksServer) -> String {
 }
 
 fn jwk(name: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture(&format!("jwt/{name}.jwk.json"))).unwrap())
-        .unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(fixture(&format!("jwt/{name}.jwk.json"))).unwrap(),
+    )
+    .unwrap()
 }
 
 fn token(key: &str, kid: &str, sub: &str) -> String {
@@ -76,17 +78,32 @@ async fn rotation_is_picked_up_and_refetches_are_rate_limited() {
     .await;
 
     assert_eq!(status(&app, &token("rsa1", "rsa1", "a")).await, 200);
-    assert_eq!(server.fetches.load(Ordering::SeqCst), 1, "first use fetches once");
+    assert_eq!(
+        server.fetches.load(Ordering::SeqCst),
+        1,
+        "first use fetches once"
+    );
     assert_eq!(status(&app, &token("rsa1", "rsa1", "a")).await, 200);
-    assert_eq!(server.fetches.load(Ordering::SeqCst), 1, "known kid: served from cache");
+    assert_eq!(
+        server.fetches.load(Ordering::SeqCst),
+        1,
+        "known kid: served from cache"
+    );
 
     // The issuer rotates to rsa2. Within the refetch interval, unknown kids cause no fetch:
     // a flood of tokens with made-up kids cannot hammer the JWKS endpoint.
     server.keys.write().await.push(jwk("rsa2"));
     for i in 0..5 {
-        assert_eq!(status(&app, &token("rsa2", &format!("made-up-{i}"), "a")).await, 401);
+        assert_eq!(
+            status(&app, &token("rsa2", &format!("made-up-{i}"), "a")).await,
+            401
+        );
     }
-    assert_eq!(server.fetches.load(Ordering::SeqCst), 1, "refetch is rate-limited");
+    assert_eq!(
+        server.fetches.load(Ordering::SeqCst),
+        1,
+        "refetch is rate-limited"
+    );
 
     // Once the interval has passed, the new kid triggers exactly one refetch and verifies.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -94,7 +111,10 @@ async fn rotation_is_picked_up_and_refetches_are_rate_limited() {
         if status(&app, &token("rsa2", "rsa2", "b")).await == 200 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "rotation never picked up");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rotation never picked up"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let fetches = server.fetches.load(Ordering::SeqCst);
@@ -113,7 +133,12 @@ async fn symmetric_keys_in_jwks_are_refused() {
     }));
     server.keys.write().await.push(jwk("rsa1"));
     let url = start(server.clone()).await;
-    let app = spawn_app(&[("JWT_SECRET", ""), ("DEV_LOGIN", "false"), ("JWT_JWKS_URL", &url)]).await;
+    let app = spawn_app(&[
+        ("JWT_SECRET", ""),
+        ("DEV_LOGIN", "false"),
+        ("JWT_JWKS_URL", &url),
+    ])
+    .await;
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("sym".into());
     let forged = encode(

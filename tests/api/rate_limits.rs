@@ -23,8 +23,16 @@ async fn burst_then_429_with_headers_and_health_is_never_limited() {
             response.headers().get("ratelimit-policy").unwrap(),
             "\"general\";q=3;w=3"
         );
-        let current = response.headers().get("ratelimit").unwrap().to_str().unwrap();
-        assert!(current.starts_with(&format!("\"general\";r={remaining};t=")), "{current}");
+        let current = response
+            .headers()
+            .get("ratelimit")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert!(
+            current.starts_with(&format!("\"general\";r={remaining};t=")),
+            "{current}"
+        );
     }
     let limited = me(&app, &token).await;
     let retry_after: u64 = limited
@@ -43,12 +51,25 @@ async fn burst_then_429_with_headers_and_health_is_never_limited() {
     // Another user is unaffected; health and metrics are never limited.
     assert_eq!(me(&app, &app.token("other-user")).await.status(), 200);
     for _ in 0..10 {
-        for path in ["/health", "/health/liveness", "/health/readiness", "/metrics"] {
+        for path in [
+            "/health",
+            "/health/liveness",
+            "/health/readiness",
+            "/metrics",
+        ] {
             let response = app.client.get(app.at(path)).send().await.unwrap();
             assert_eq!(response.status(), 200, "{path}");
         }
     }
-    let metrics = app.client.get(app.at("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .client
+        .get(app.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         metrics.contains("sluice_rate_limited_total{class=\"general\"} 1"),
         "{metrics}"
@@ -87,7 +108,15 @@ async fn unreachable_redis_falls_back_to_the_local_limiter() {
     assert_eq!(me(&app, &token).await.status(), 200);
     assert_eq!(me(&app, &token).await.status(), 200);
     assert_problem(me(&app, &token).await, 429, "rate_limited").await;
-    let metrics = app.client.get(app.at("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .client
+        .get(app.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         metrics.contains("sluice_rate_limiter_local_fallbacks_total 3"),
         "{metrics}"

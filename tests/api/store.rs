@@ -41,17 +41,50 @@ async fn scenarios_are_owner_scoped_and_paginated(db: Db) {
 
     let got = store.scenario(&alice, ids[0]).await.unwrap().unwrap();
     assert_eq!(got.passage_ids, vec!["p-1", "p-2"]);
-    assert!(store.scenario(&bob, ids[0]).await.unwrap().is_none(), "bob cannot see alice's");
+    assert!(
+        store.scenario(&bob, ids[0]).await.unwrap().is_none(),
+        "bob cannot see alice's"
+    );
 
-    let first = store.scenarios(&alice, Page { limit: 2, before: None }).await.unwrap();
-    assert_eq!(first.iter().map(|s| s.id).collect::<Vec<_>>(), vec![ids[4], ids[3]]);
-    let second = store
-        .scenarios(&alice, Page { limit: 2, before: Some(ids[3]) })
+    let first = store
+        .scenarios(
+            &alice,
+            Page {
+                limit: 2,
+                before: None,
+            },
+        )
         .await
         .unwrap();
-    assert_eq!(second.iter().map(|s| s.id).collect::<Vec<_>>(), vec![ids[2], ids[1]]);
+    assert_eq!(
+        first.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![ids[4], ids[3]]
+    );
+    let second = store
+        .scenarios(
+            &alice,
+            Page {
+                limit: 2,
+                before: Some(ids[3]),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        second.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![ids[2], ids[1]]
+    );
     // A cursor from another user yields nothing rather than leaking order.
-    let foreign = store.scenarios(&bob, Page { limit: 10, before: Some(ids[3]) }).await.unwrap();
+    let foreign = store
+        .scenarios(
+            &bob,
+            Page {
+                limit: 10,
+                before: Some(ids[3]),
+            },
+        )
+        .await
+        .unwrap();
     assert!(foreign.is_empty());
 }
 
@@ -62,54 +95,127 @@ async fn generation_state_machine(db: Db) {
     store.insert_scenario(&s).await.unwrap();
     let conv = store.insert_conversation(&alice, s.id).await.unwrap();
     assert_eq!(conv.status, ConversationStatus::Pending);
-    assert!(store.conversation(&UserId::new("bob"), conv.id).await.unwrap().is_none());
+    assert!(
+        store
+            .conversation(&UserId::new("bob"), conv.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
-    let p = |progress, msg: &str| ProgressUpdate { progress, message: Some(msg.into()) };
-    let after_50 = store.record_progress(conv.id, &p(50, "half")).await.unwrap().unwrap();
+    let p = |progress, msg: &str| ProgressUpdate {
+        progress,
+        message: Some(msg.into()),
+    };
+    let after_50 = store
+        .record_progress(conv.id, &p(50, "half"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(after_50.status, ConversationStatus::Generating);
     assert_eq!(after_50.progress, 50);
     assert_eq!(after_50.event_seq, 1);
     assert!(
-        store.record_progress(conv.id, &p(20, "late")).await.unwrap().is_none(),
+        store
+            .record_progress(conv.id, &p(20, "late"))
+            .await
+            .unwrap()
+            .is_none(),
         "progress never goes backwards"
     );
     let messages = vec![
-        NewMessage { role: MessageRole::Assistant, content: "Call me Ishmael.".into(), status: MessageStatus::Completed },
-        NewMessage { role: MessageRole::User, content: "Go on.".into(), status: MessageStatus::Completed },
+        NewMessage {
+            role: MessageRole::Assistant,
+            content: "Call me Ishmael.".into(),
+            status: MessageStatus::Completed,
+        },
+        NewMessage {
+            role: MessageRole::User,
+            content: "Go on.".into(),
+            status: MessageStatus::Completed,
+        },
     ];
-    let done = store.complete_conversation(conv.id, &messages).await.unwrap().unwrap();
-    let TerminalOutcome::Applied(done) = done else { panic!("first completion applies") };
+    let done = store
+        .complete_conversation(conv.id, &messages)
+        .await
+        .unwrap()
+        .unwrap();
+    let TerminalOutcome::Applied(done) = done else {
+        panic!("first completion applies")
+    };
     assert_eq!(done.status, ConversationStatus::Completed);
     assert_eq!(done.progress, 100);
     assert_eq!(done.event_seq, 2);
     // Completion is idempotent: a second report changes nothing and stores no duplicates.
-    let again = store.complete_conversation(conv.id, &messages).await.unwrap().unwrap();
+    let again = store
+        .complete_conversation(conv.id, &messages)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(matches!(again, TerminalOutcome::AlreadyTerminal(c) if c.event_seq == 2));
     assert!(matches!(
         store.fail_conversation(conv.id, "late failure").await.unwrap().unwrap(),
         TerminalOutcome::AlreadyTerminal(c) if c.status == ConversationStatus::Completed
     ));
-    assert!(store.record_progress(conv.id, &p(99, "zombie")).await.unwrap().is_none());
+    assert!(
+        store
+            .record_progress(conv.id, &p(99, "zombie"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     let stored = store.messages(&alice, conv.id).await.unwrap();
     assert_eq!(stored.len(), 2);
     assert_eq!(stored[0].content, "Call me Ishmael.");
-    assert!(store.messages(&UserId::new("bob"), conv.id).await.unwrap().is_empty());
+    assert!(
+        store
+            .messages(&UserId::new("bob"), conv.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Chat messages: stored, finished, and only finished ones count as history.
     let user_msg = store
-        .insert_message(&alice, conv.id, &NewMessage { role: MessageRole::User, content: "hi".into(), status: MessageStatus::Completed })
+        .insert_message(
+            &alice,
+            conv.id,
+            &NewMessage {
+                role: MessageRole::User,
+                content: "hi".into(),
+                status: MessageStatus::Completed,
+            },
+        )
         .await
         .unwrap();
     let reply = store
-        .insert_message(&alice, conv.id, &NewMessage { role: MessageRole::Assistant, content: String::new(), status: MessageStatus::Streaming })
+        .insert_message(
+            &alice,
+            conv.id,
+            &NewMessage {
+                role: MessageRole::Assistant,
+                content: String::new(),
+                status: MessageStatus::Streaming,
+            },
+        )
         .await
         .unwrap();
     let history = store.recent_messages(&alice, conv.id, 10).await.unwrap();
-    assert_eq!(history.last().unwrap().id, user_msg.id, "streaming message not in history");
-    store.finish_message(reply.id, "hello there", MessageStatus::Interrupted).await.unwrap();
+    assert_eq!(
+        history.last().unwrap().id,
+        user_msg.id,
+        "streaming message not in history"
+    );
+    store
+        .finish_message(reply.id, "hello there", MessageStatus::Interrupted)
+        .await
+        .unwrap();
     let all = store.messages(&alice, conv.id).await.unwrap();
     let last = all.last().unwrap();
-    assert_eq!((last.content.as_str(), last.status), ("hello there", MessageStatus::Interrupted));
+    assert_eq!(
+        (last.content.as_str(), last.status),
+        ("hello there", MessageStatus::Interrupted)
+    );
 
     // A failed conversation stays failed.
     let other = store.insert_conversation(&alice, s.id).await.unwrap();
@@ -127,9 +233,18 @@ async fn generation_state_machine(db: Db) {
 async fn novel_passages_fallback(db: Db) {
     let store = store(db).await;
     assert!(store.novel_passages("n1").await.unwrap().is_none());
-    store.save_novel_passages("n1", &["a".into()]).await.unwrap();
-    store.save_novel_passages("n1", &["b".into(), "c".into()]).await.unwrap();
-    assert_eq!(store.novel_passages("n1").await.unwrap().unwrap(), vec!["b", "c"]);
+    store
+        .save_novel_passages("n1", &["a".into()])
+        .await
+        .unwrap();
+    store
+        .save_novel_passages("n1", &["b".into(), "c".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.novel_passages("n1").await.unwrap().unwrap(),
+        vec!["b", "c"]
+    );
 }
 
 #[tokio::test]
