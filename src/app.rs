@@ -11,13 +11,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{AuthState, Authenticator, OriginPolicy, TokenMinter};
+use crate::cache::{MemoryCache, RedisCache, SharedCache};
 use crate::config::{ConfigError, Settings, random_token};
+use crate::domain::scenarios::Scenarios;
 use crate::http::rate_limit::RateLimitState;
 use crate::limits::{Quotas, RateLimiter, RedisLimiter, StreamSlots};
 use crate::metrics::Metrics;
 use crate::redis_link::RedisLink;
 use crate::router;
+use crate::sim::{MockAiConfig, MockAiHandle};
 use crate::store::{Store, StoreError};
+use crate::upstream::{AiService, BreakerConfig, UpstreamClient, UpstreamConfig};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +29,9 @@ pub enum StartupError {
     /// Bad configuration.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The in-process AI simulator or the upstream client could not start.
+    #[error("AI service: {0}")]
+    Ai(String),
     /// The database could not be opened or migrated.
     #[error("database: {0}")]
     Store(#[from] StoreError),
@@ -57,6 +64,14 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Shared Redis command connection, when configured.
     pub redis: Option<RedisLink>,
+    /// The AI service behind its breakers.
+    pub ai: AiService,
+    /// Search and passthrough cache (memory or Redis).
+    pub cache: SharedCache,
+    /// Scenario operations.
+    pub scenarios: Scenarios,
+    /// The in-process simulator, when no `AI_SERVICE_URL` is configured.
+    pub simulator: Option<Arc<MockAiHandle>>,
     /// Fires on shutdown; streams end when it does.
     pub shutdown: CancellationToken,
     /// Background tasks to wait for on shutdown.
@@ -138,7 +153,51 @@ impl Application {
             trust_forwarded_for: settings.rate_limits.trust_forwarded_for,
         };
 
+        let (ai_base, simulator) = match &settings.ai.service_url {
+            Some(url) => (url.clone(), None),
+            None => {
+                let handle = start_simulator(&settings, &listener).await?;
+                let url =
+                    url::Url::parse(&handle.url()).map_err(|e| StartupError::Ai(e.to_string()))?;
+                (url, Some(Arc::new(handle)))
+            }
+        };
+        let client = UpstreamClient::new(UpstreamConfig::new(
+            settings.ai.api_key.expose().clone(),
+            settings.ai.upstream_timeout,
+            settings.ai.stream_idle_timeout,
+        ))
+        .map_err(|e| StartupError::Ai(e.to_string()))?;
+        let breaker = BreakerConfig {
+            window: settings.breaker.window,
+            failure_rate_percent: settings.breaker.failure_rate_percent,
+            open_for: settings.breaker.open_for,
+            half_open_calls: settings.breaker.half_open_calls,
+        };
+        let ai = AiService::new(
+            client,
+            ai_base,
+            &settings.ai.fallback_urls,
+            breaker,
+            metrics.clone(),
+        );
+        let cache: SharedCache = match &redis {
+            Some(link) => Arc::new(RedisCache::new(link.clone())),
+            None => Arc::new(MemoryCache::new(10_000)),
+        };
+        let scenarios = Scenarios::new(
+            store.clone(),
+            ai.clone(),
+            cache.clone(),
+            settings.ai.search_cache_ttl,
+            metrics.clone(),
+        );
+
         let state = AppState {
+            ai,
+            cache,
+            scenarios,
+            simulator,
             streams: StreamSlots::new(settings.rate_limits.max_streams_per_user),
             settings: Arc::new(settings),
             store,
@@ -211,6 +270,38 @@ impl Application {
     }
 }
 
+/// Starts the simulated AI service on a loopback port, calling back to this gateway.
+async fn start_simulator(
+    settings: &Settings,
+    gateway: &TcpListener,
+) -> Result<MockAiHandle, StartupError> {
+    let gateway_addr = gateway
+        .local_addr()
+        .map_err(|e| StartupError::Ai(e.to_string()))?;
+    let host = if gateway_addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        gateway_addr.ip().to_string()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| StartupError::Ai(e.to_string()))?;
+    let config = MockAiConfig {
+        bind: listener
+            .local_addr()
+            .map_err(|e| StartupError::Ai(e.to_string()))?,
+        redis_url: settings.redis_url.as_ref().map(|u| u.expose().clone()),
+        gateway_url: Some(format!("http://{host}:{}", gateway_addr.port())),
+        api_key: settings.ai.api_key.expose().clone(),
+        tokens: settings.simulator.tokens,
+        token_delay: settings.simulator.token_delay,
+        stage_delay: settings.simulator.stage_delay,
+    };
+    crate::sim::spawn(listener, config)
+        .await
+        .map_err(|e| StartupError::Ai(e.to_string()))
+}
+
 /// Periodic housekeeping: limiter sweeps and the Redis gauge.
 fn spawn_background(state: &AppState) {
     let local = state.limits.limiter.local();
@@ -242,6 +333,6 @@ fn spawn_background(state: &AppState) {
 impl AppState {
     /// The worst state among the AI breakers, for readiness: open, then half_open, then closed.
     pub fn ai_breaker_state(&self) -> &'static str {
-        "closed"
+        self.ai.worst_state().as_str()
     }
 }

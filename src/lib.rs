@@ -7,7 +7,9 @@
 
 pub mod app;
 pub mod auth;
+pub mod cache;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod events;
 pub mod http;

@@ -4,12 +4,12 @@
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 
 use crate::app::AppState;
 use crate::auth::require_user;
 use crate::http::{metrics_layer, rate_limit, stack};
-use crate::routes::{auth, frontend, health, me};
+use crate::routes::{auth, frontend, health, me, passthrough, scenarios};
 
 /// Builds the complete application router.
 pub fn router(state: AppState) -> Router {
@@ -25,11 +25,23 @@ pub fn router(state: AppState) -> Router {
         .route("/api/auth/dev-login", post(auth::dev_login))
         .route_layer(from_fn_with_state(state.clone(), rate_limit::general));
 
+    // The AI-costly routes also pass the per-user AI limit (CONTRACT.md section 2).
+    let ai_limit = from_fn_with_state(state.clone(), rate_limit::ai);
+
     // Users: JWT required (header or cookie), then limited per user.
     // `route_layer` runs the last-added layer first: auth, then the limit.
     let user = Router::new()
         .route("/api/me", get(me::me))
         .route("/api/auth/logout", post(auth::logout))
+        .route(
+            "/api/scenarios",
+            post(scenarios::create)
+                .layer(ai_limit.clone())
+                .get(scenarios::list),
+        )
+        .route("/api/scenarios/{id}", get(scenarios::get))
+        .route("/api/ai/{*path}", any(passthrough::forward))
+        .route("/api/search/{*path}", any(passthrough::forward))
         .route_layer(from_fn_with_state(state.clone(), rate_limit::general))
         .route_layer(from_fn_with_state(state.clone(), require_user));
 

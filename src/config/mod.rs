@@ -118,6 +118,17 @@ pub struct AiSettings {
     pub search_cache_ttl: Duration,
 }
 
+/// The in-process simulated AI service (used when `AI_SERVICE_URL` is unset).
+#[derive(Debug, Clone)]
+pub struct SimulatorSettings {
+    /// `MOCK_TOKENS`: tokens per streamed answer.
+    pub tokens: usize,
+    /// `MOCK_TOKEN_DELAY_MS`: gap between tokens.
+    pub token_delay: Duration,
+    /// `MOCK_STAGE_DELAY_MS`: gap between generation stages.
+    pub stage_delay: Duration,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -158,6 +169,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Directory of the built demo frontend served at `/`.
     pub frontend_dir: PathBuf,
+    /// The in-process AI simulator's behaviour.
+    pub simulator: SimulatorSettings,
 }
 
 impl Settings {
@@ -258,6 +271,11 @@ impl Settings {
                 .string("FRONTEND_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("frontend-demo/dist")),
+            simulator: SimulatorSettings {
+                tokens: p.positive("MOCK_TOKENS", 20)? as usize,
+                token_delay: Duration::from_millis(p.parse_or("MOCK_TOKEN_DELAY_MS", Some(20))?),
+                stage_delay: Duration::from_millis(p.parse_or("MOCK_STAGE_DELAY_MS", Some(500))?),
+            },
         };
         if settings.sse_keepalive.is_zero() {
             return Err(ConfigError::new("SSE_KEEPALIVE_SECS", "must be at least 1"));

@@ -26,3 +26,47 @@ impl From<StoreError> for ApiError {
         }
     }
 }
+
+impl From<crate::domain::DomainError> for ApiError {
+    fn from(err: crate::domain::DomainError) -> Self {
+        use crate::domain::DomainError;
+        match err {
+            DomainError::Validation { field, message } => Self::validation(field, message),
+            DomainError::NotFound(what) => Self::not_found(what),
+            DomainError::NotReady => Self::new(
+                ErrorCode::ConversationNotReady,
+                "the conversation is still being generated",
+            ),
+            DomainError::Store(err) => err.into(),
+            DomainError::Upstream(err) => err.into(),
+        }
+    }
+}
+
+impl From<crate::upstream::CallError> for ApiError {
+    fn from(err: crate::upstream::CallError) -> Self {
+        use crate::upstream::{CallError, UpstreamError};
+        match err {
+            CallError::Rejected(rejected) => Self::new(
+                ErrorCode::AiUnavailable,
+                "the AI service is unavailable right now; try again shortly",
+            )
+            .with_retry_after(rejected.retry_after),
+            CallError::Upstream(err) => {
+                tracing::warn!(error = %err, "AI service call failed");
+                match err {
+                    UpstreamError::Timeout(_) | UpstreamError::IdleTimeout(_) => Self::new(
+                        ErrorCode::UpstreamTimeout,
+                        "the AI service did not answer in time",
+                    ),
+                    UpstreamError::Connect(_) => Self::new(
+                        ErrorCode::AiUnavailable,
+                        "the AI service is unavailable right now; try again shortly",
+                    )
+                    .with_retry_after(std::time::Duration::from_secs(5)),
+                    _ => Self::new(ErrorCode::UpstreamError, "the AI service failed"),
+                }
+            }
+        }
+    }
+}

@@ -1,8 +1,10 @@
 //! HTTP plumbing shared by all routes: middleware, extractors, the request id.
 
+pub mod call_context;
 pub mod client_ip;
 pub mod extract;
 pub mod metrics_layer;
 pub mod rate_limit;
 pub mod request_id;
+pub mod sse;
 pub mod stack;

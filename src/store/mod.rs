@@ -119,7 +119,7 @@ impl Store {
 }
 
 /// Milliseconds since the epoch, the stored time format.
-pub(crate) fn now_millis() -> i64 {
+pub fn now_millis() -> i64 {
     let now = time::OffsetDateTime::now_utc();
     (now.unix_timestamp_nanos() / 1_000_000) as i64
 }

@@ -11,6 +11,7 @@
 //! .await?;
 //! ```
 
+pub mod ai_service;
 pub mod breaker;
 pub mod byte_stream;
 pub mod client;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod retry;
 pub mod sse;
 
+pub use ai_service::{AiService, HistoryMessage, OpenAiUpstream, Passage, PassageQuery, Passages};
 pub use breaker::{BreakerConfig, BreakerObserver, BreakerState, CircuitBreaker, Permit, Rejected};
 pub use byte_stream::{ByteStream, StreamTimeouts};
 pub use client::{CallContext, UpstreamClient, UpstreamConfig, endpoint, host_port};

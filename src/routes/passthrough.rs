@@ -1,0 +1,187 @@
+//! `/api/ai/*` and `/api/search/*`: forwarded to the AI service with the same path and
+//! query, bodies streamed both ways, behind the passthrough breaker. Search GETs are cached
+//! for 60 s per user.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::time::Instant;
+
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::cache;
+use crate::error::{ApiError, ErrorCode};
+use crate::http::call_context::call_context;
+use crate::http::stack::MAX_BODY_BYTES;
+use crate::upstream::{CallError, endpoint};
+
+const SEARCH_CACHE_TTL: Duration = Duration::from_secs(60);
+/// Largest search response kept in the cache.
+const MAX_CACHED_BYTES: usize = 1024 * 1024;
+
+/// Request headers worth sending on; everything else (cookies, the user's token, hop-by-hop
+/// headers) stays here.
+const FORWARDED_REQUEST_HEADERS: [HeaderName; 4] = [
+    header::CONTENT_TYPE,
+    header::ACCEPT,
+    header::ACCEPT_LANGUAGE,
+    header::IF_NONE_MATCH,
+];
+
+/// Proxies one request.
+pub async fn forward(
+    State(state): State<AppState>,
+    user: AuthUser,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let ai = &state.ai;
+    let method = request.method().clone();
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str().to_string())
+        .unwrap_or_else(|| request.uri().path().to_string());
+    let cacheable = method == Method::GET && path_and_query.starts_with("/api/search/");
+    let cache_key = cache::key("passthrough", &[user.id.as_str(), &path_and_query]);
+    if cacheable {
+        if let Some(hit) = state.cache.get(&cache_key).await {
+            state.metrics.cache("passthrough_search", "hit");
+            return Ok(cached_response(hit));
+        }
+        state.metrics.cache("passthrough_search", "miss");
+    }
+
+    let breaker = ai.passthrough_breaker();
+    let permit = breaker.acquire().map_err(|rejected| {
+        ai.note_rejection(breaker);
+        ApiError::from(CallError::Rejected(rejected))
+    })?;
+
+    let url = endpoint(ai.base(), &path_and_query).map_err(ApiError::internal)?;
+    let mut upstream = reqwest::Request::new(method, url);
+    for name in FORWARDED_REQUEST_HEADERS {
+        if let Some(value) = request.headers().get(&name) {
+            upstream.headers_mut().insert(name, value.clone());
+        }
+    }
+    let limited = http_body_util::Limited::new(request.into_body(), MAX_BODY_BYTES);
+    *upstream.body_mut() = Some(reqwest::Body::wrap_stream(
+        Body::new(limited).into_data_stream(),
+    ));
+
+    let started = Instant::now();
+    let ctx = call_context(Some(&user));
+    let response = match ai.client().send(upstream, &ctx).await {
+        Ok(response) => response,
+        Err(err) => {
+            if err.counts_as_failure() {
+                permit.failure();
+            }
+            state
+                .metrics
+                .upstream_duration("passthrough", started.elapsed());
+            return Err(CallError::Upstream(err).into());
+        }
+    };
+    state
+        .metrics
+        .upstream_duration("passthrough", started.elapsed());
+    let status = response.status();
+    if status.is_server_error() {
+        permit.failure();
+        tracing::warn!(status = status.as_u16(), "AI service error on passthrough");
+        return Err(ApiError::new(
+            ErrorCode::UpstreamError,
+            "the AI service answered with an error",
+        ));
+    }
+    permit.success();
+
+    let headers = safe_response_headers(response.headers());
+    let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    if cacheable && status == StatusCode::OK {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json")
+            .to_string();
+        let mut body = BytesMut::new();
+        let mut stream = ai.client().body_stream(response, started);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| ApiError::from(CallError::Upstream(e)))?;
+            body.extend_from_slice(&chunk);
+        }
+        let body = body.freeze();
+        if body.len() <= MAX_CACHED_BYTES {
+            state
+                .cache
+                .put(
+                    &cache_key,
+                    encode_cached(&content_type, &body),
+                    SEARCH_CACHE_TTL,
+                )
+                .await;
+        }
+        let mut out = (status, body).into_response();
+        *out.headers_mut() = headers;
+        return Ok(out);
+    }
+    let body = Body::from_stream(ai.client().body_stream(response, started));
+    let mut out = Response::new(body);
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    Ok(out)
+}
+
+/// Response headers minus hop-by-hop ones and cookies (the AI service never sets ours).
+fn safe_response_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap {
+    const DROPPED: [&str; 10] = [
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "set-cookie",
+        "server",
+    ];
+    let mut out = HeaderMap::new();
+    for (name, value) in upstream {
+        if DROPPED.contains(&name.as_str()) {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_str().as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            out.append(name, value);
+        }
+    }
+    out
+}
+
+fn encode_cached(content_type: &str, body: &Bytes) -> Bytes {
+    let mut out = BytesMut::with_capacity(content_type.len() + 1 + body.len());
+    out.put_slice(content_type.as_bytes());
+    out.put_u8(b'\n');
+    out.put_slice(body);
+    out.freeze()
+}
+
+fn cached_response(entry: Bytes) -> Response {
+    let split = entry.iter().position(|b| *b == b'\n').unwrap_or(0);
+    let content_type = String::from_utf8_lossy(&entry[..split]).to_string();
+    let body = entry.slice((split + 1).min(entry.len())..);
+    let mut response = (StatusCode::OK, body).into_response();
+    if let Ok(value) = HeaderValue::from_str(&content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
+}
