@@ -50,9 +50,10 @@ async fn limit(
     match state.limiter.check(class, &key).await {
         Decision::Allowed { remaining, reset } => {
             let mut response = next.run(request).await;
+            // An inner, stricter class (ai) may have set its own headers already: keep them.
             let headers = response.headers_mut();
             for (name, value) in rate_limit_headers(class, quota, remaining, reset.as_secs()) {
-                headers.insert(name, value);
+                headers.entry(name).or_insert(value);
             }
             response
         }
