@@ -130,3 +130,103 @@ async fn handler_timeout(request: Request, next: Next) -> Response {
             .into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn boom() -> &'static str {
+        panic!("handler bug")
+    }
+
+    fn app() -> Router {
+        let router = Router::new()
+            .route("/boom", get(boom))
+            .route("/big", get(|| async { "x".repeat(4096) }));
+        apply(router, &["https://app.example".to_string()])
+    }
+
+    #[tokio::test]
+    async fn a_panic_becomes_a_500_problem_with_the_request_id() {
+        let response = app()
+            .oneshot(
+                Request::get("/boom")
+                    .header("x-request-id", "panic-1")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        assert_eq!(response.headers()["x-request-id"], "panic-1");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["code"], "internal");
+        assert!(
+            !problem.to_string().contains("handler bug"),
+            "panic message not sent"
+        );
+    }
+
+    #[tokio::test]
+    async fn cors_allows_only_listed_origins() {
+        let preflight = |origin: &'static str| {
+            Request::builder()
+                .method("OPTIONS")
+                .uri("/big")
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .body(Body::empty())
+                .unwrap()
+        };
+        let allowed = app()
+            .oneshot(preflight("https://app.example"))
+            .await
+            .unwrap();
+        assert_eq!(
+            allowed.headers()["access-control-allow-origin"],
+            "https://app.example"
+        );
+        assert_eq!(
+            allowed.headers()["access-control-allow-credentials"],
+            "true"
+        );
+        let refused = app()
+            .oneshot(preflight("https://evil.example"))
+            .await
+            .unwrap();
+        assert!(
+            refused
+                .headers()
+                .get("access-control-allow-origin")
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn ordinary_responses_are_compressed() {
+        let response = app()
+            .oneshot(
+                Request::get("/big")
+                    .header("accept-encoding", "gzip")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["content-encoding"], "gzip");
+    }
+}

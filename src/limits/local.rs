@@ -119,3 +119,28 @@ mod tests {
         assert_eq!(limiter.tracked_keys(), 3);
     }
 }
+
+#[cfg(test)]
+mod sweep_tests {
+    use super::*;
+
+    #[test]
+    fn sweeping_forgets_keys_whose_buckets_refilled() {
+        let quota = Quota {
+            burst: 1,
+            emission_interval: Duration::from_millis(1),
+        };
+        let limiter = LocalLimiter::new(Quotas {
+            general: quota,
+            ai: quota,
+        });
+        for n in 0..1000 {
+            limiter.check(LimitClass::General, &format!("ip:{n}"));
+        }
+        assert_eq!(limiter.tracked_keys(), 1000);
+        // Every bucket refills within 1 ms; wait past that, then sweep.
+        std::thread::sleep(Duration::from_millis(20));
+        limiter.sweep();
+        assert_eq!(limiter.tracked_keys(), 0, "memory stays bounded");
+    }
+}
