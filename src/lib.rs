@@ -16,6 +16,7 @@ pub mod http;
 pub mod ids;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod redis_link;
 pub mod router;
 pub mod routes;

@@ -9,6 +9,7 @@ use axum::routing::{any, get, post};
 use crate::app::AppState;
 use crate::auth::require_user;
 use crate::http::{metrics_layer, rate_limit, stack};
+use crate::openapi;
 use crate::routes::{auth, frontend, health, me, passthrough, scenarios};
 
 /// Builds the complete application router.
@@ -18,7 +19,8 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/health/liveness", get(health::liveness))
         .route("/health/readiness", get(health::readiness))
-        .route("/metrics", get(health::metrics));
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::openapi_json));
 
     // Public: no auth, limited per client IP.
     let public = Router::new()
@@ -40,8 +42,8 @@ pub fn router(state: AppState) -> Router {
                 .get(scenarios::list),
         )
         .route("/api/scenarios/{id}", get(scenarios::get))
-        .route("/api/ai/{*path}", any(passthrough::forward))
-        .route("/api/search/{*path}", any(passthrough::forward))
+        .route("/api/ai/{*path}", any(passthrough::forward_ai))
+        .route("/api/search/{*path}", any(passthrough::forward_search))
         .route_layer(from_fn_with_state(state.clone(), rate_limit::general))
         .route_layer(from_fn_with_state(state.clone(), require_user));
 

@@ -6,7 +6,8 @@ use super::DomainError;
 use crate::store::Page;
 
 /// Raw query parameters.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1..=100, default 20.
     pub limit: Option<i64>,

@@ -6,8 +6,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
@@ -17,13 +17,38 @@ use crate::http::extract::AppJson;
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 
 /// Request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct DevLogin {
+    /// 1..=64 letters, digits, `_ - . @`.
     username: String,
+}
+
+/// Response body of dev login.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenBody {
+    /// The JWT (also set as the auth cookie).
+    access_token: String,
+    /// Always `Bearer`.
+    token_type: &'static str,
+    /// Seconds until it expires.
+    expires_in: u64,
 }
 
 /// Issues a token and sets it as an HttpOnly, SameSite=Strict cookie (EventSource cannot send
 /// headers, but same-origin cookies travel on their own). 404 when dev login is off.
+#[utoipa::path(
+    post,
+    path = "/api/auth/dev-login",
+    tag = "auth",
+    request_body = DevLogin,
+    responses(
+        (status = 200, body = TokenBody, description = "Token, also set as an HttpOnly SameSite=Strict cookie"),
+        (status = 400, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::openapi::Problem, content_type = "application/problem+json", description = "Dev login is off"),
+        (status = 413, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn dev_login(
     State(state): State<AppState>,
     AppJson(body): AppJson<DevLogin>,
@@ -57,11 +82,11 @@ pub async fn dev_login(
         token,
         DEV_TOKEN_TTL.as_secs()
     );
-    let mut response = Json(json!({
-        "access_token": token,
-        "token_type": "Bearer",
-        "expires_in": DEV_TOKEN_TTL.as_secs(),
-    }))
+    let mut response = Json(TokenBody {
+        access_token: token,
+        token_type: "Bearer",
+        expires_in: DEV_TOKEN_TTL.as_secs(),
+    })
     .into_response();
     let cookie = HeaderValue::from_str(&cookie).map_err(ApiError::internal)?;
     response.headers_mut().insert(header::SET_COOKIE, cookie);
@@ -72,6 +97,17 @@ pub async fn dev_login(
 }
 
 /// `POST /api/auth/logout`: clears the auth cookie (the token itself simply expires).
+#[utoipa::path(
+    post,
+    path = "/api/auth/logout",
+    tag = "auth",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Cookie cleared"),
+        (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, body = crate::openapi::Problem, content_type = "application/problem+json", description = "csrf_rejected"),
+    )
+)]
 pub async fn logout(State(state): State<AppState>, _user: AuthUser) -> Response {
     let cookie = format!(
         "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",

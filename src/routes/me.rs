@@ -6,6 +6,16 @@ use serde_json::{Value, json};
 use crate::auth::AuthUser;
 
 /// The caller's verified claims.
+#[utoipa::path(
+    get,
+    path = "/api/me",
+    tag = "auth",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "`{\"sub\", \"name\", \"iss\", \"aud\", \"exp\"}`", body = Object),
+        (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn me(user: AuthUser) -> Json<Value> {
     Json(json!({
         "sub": user.id.as_str(),

@@ -33,8 +33,54 @@ const FORWARDED_REQUEST_HEADERS: [HeaderName; 4] = [
     header::IF_NONE_MATCH,
 ];
 
+/// `/api/ai/{path}`: any method, forwarded with the same path and query.
+#[utoipa::path(
+    get,
+    path = "/api/ai/{path}",
+    tag = "passthrough",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("path" = String, Path, description = "Rest of the AI service path")),
+    responses(
+        (status = 200, description = "The AI service's answer (status, body and safe headers kept)"),
+        (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 502, body = crate::openapi::Problem, content_type = "application/problem+json", description = "upstream_error"),
+        (status = 503, body = crate::openapi::Problem, content_type = "application/problem+json", description = "ai_unavailable (breaker open), with Retry-After"),
+        (status = 504, body = crate::openapi::Problem, content_type = "application/problem+json", description = "upstream_timeout"),
+    )
+)]
+pub async fn forward_ai(
+    state: State<AppState>,
+    user: AuthUser,
+    request: Request,
+) -> Result<Response, ApiError> {
+    forward(state, user, request).await
+}
+
+/// `/api/search/{path}`: forwarded like `/api/ai/*`; GET answers cached 60 s per user.
+#[utoipa::path(
+    get,
+    path = "/api/search/{path}",
+    tag = "passthrough",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("path" = String, Path, description = "Rest of the AI service search path")),
+    responses(
+        (status = 200, description = "The AI service's answer"),
+        (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 502, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 504, body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn forward_search(
+    state: State<AppState>,
+    user: AuthUser,
+    request: Request,
+) -> Result<Response, ApiError> {
+    forward(state, user, request).await
+}
+
 /// Proxies one request.
-pub async fn forward(
+async fn forward(
     State(state): State<AppState>,
     user: AuthUser,
     request: Request,

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
@@ -16,20 +17,25 @@ use crate::ids::ScenarioId;
 use crate::store::Scenario;
 
 /// Request body of `POST /api/scenarios`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateScenario {
+    /// The novel to search.
     novel_id: String,
+    /// 1..=4000 characters.
     description: String,
 }
 
 /// A scenario as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ScenarioBody {
+    #[schema(value_type = String, format = Uuid)]
     id: ScenarioId,
     novel_id: String,
     description: String,
     passage_ids: Vec<String>,
+    /// `ai`, `cache` or `fallback`.
     passages_source: String,
+    /// RFC 3339.
     created_at: String,
 }
 
@@ -47,6 +53,19 @@ impl From<Scenario> for ScenarioBody {
 }
 
 /// `POST /api/scenarios` → 201.
+#[utoipa::path(
+    post,
+    path = "/api/scenarios",
+    tag = "scenarios",
+    security(("bearer" = []), ("cookie" = [])),
+    request_body = CreateScenario,
+    responses(
+        (status = 201, body = ScenarioBody, description = "Created; never a 5xx because the AI service is down"),
+        (status = 400, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     user: AuthUser,
@@ -64,6 +83,19 @@ pub async fn create(
 }
 
 /// `GET /api/scenarios/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/scenarios/{id}",
+    tag = "scenarios",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, format = Uuid, description = "Scenario id")),
+    responses(
+        (status = 200, body = ScenarioBody),
+        (status = 400, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     user: AuthUser,
@@ -73,6 +105,18 @@ pub async fn get(
 }
 
 /// `GET /api/scenarios?limit=&before=`: the caller's own, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/scenarios",
+    tag = "scenarios",
+    security(("bearer" = []), ("cookie" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, body = Vec<ScenarioBody>),
+        (status = 400, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     user: AuthUser,

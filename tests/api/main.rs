@@ -10,6 +10,7 @@ mod health;
 mod helpers;
 mod jwks;
 mod mock_ai;
+mod openapi;
 mod passthrough;
 mod rate_limits;
 mod scenarios;
