@@ -418,7 +418,10 @@ async fn a_malformed_frame_ends_with_an_error_and_a_failed_answer() {
 async fn a_silent_upstream_hits_the_idle_timeout() {
     let (events, answer) = answer_with_fault(
         // Headers after 1 s (within the 5 s first-byte budget), then a ping, then silence.
-        &[("STREAM_IDLE_TIMEOUT_MS", "200"), ("UPSTREAM_TIMEOUT_MS", "5000")],
+        &[
+            ("STREAM_IDLE_TIMEOUT_MS", "200"),
+            ("UPSTREAM_TIMEOUT_MS", "5000"),
+        ],
         json!({ "mode": "slow", "slow_ms": 1000, "routes": ["stream"] }),
     )
     .await;
