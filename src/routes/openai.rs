@@ -15,6 +15,7 @@ use crate::error::ApiError;
 use crate::http::call_context::call_context;
 use crate::http::extract::AppJson;
 use crate::http::sse::sse_response;
+use crate::upstream::CallError;
 
 /// `POST /v1/chat/completions`, `stream` true or false.
 pub async fn chat_completions(
@@ -33,13 +34,20 @@ pub async fn chat_completions(
     let relay = relay(&state);
     let ctx = call_context(Some(&user));
     if !stream {
-        return Ok(Json(relay.complete(&body, &ctx).await?).into_response());
+        let completion = relay
+            .complete(&body, &ctx)
+            .await
+            .map_err(rejected_request)?;
+        return Ok(Json(completion).into_response());
     }
     let slot = state
         .streams
         .acquire(&user.id)
         .map_err(super::chat::too_many_streams)?;
-    let chunks = relay.stream(&body, &ctx, slot).await?;
+    let chunks = relay
+        .stream(&body, &ctx, slot)
+        .await
+        .map_err(rejected_request)?;
     Ok(sse_response(
         chunks.map(sse_event),
         state.settings.sse_keepalive,
@@ -54,6 +62,18 @@ pub async fn models(
 ) -> Result<Json<Value>, ApiError> {
     let ctx = call_context(Some(&user));
     Ok(Json(relay(&state).models(&ctx).await?))
+}
+
+/// A 4xx from the upstream judged the client's request: a 400 naming the body, not a 502.
+fn rejected_request(err: CallError) -> ApiError {
+    match err {
+        CallError::Upstream(ref upstream)
+            if upstream.status().is_some_and(|s| (400..500).contains(&s)) =>
+        {
+            ApiError::validation("body", "the AI service rejected the request")
+        }
+        other => other.into(),
+    }
 }
 
 fn relay(state: &AppState) -> OpenAiRelay {

@@ -430,6 +430,18 @@ async fn a_silent_upstream_hits_the_idle_timeout() {
 }
 
 #[tokio::test]
+async fn an_upstream_that_never_starts_times_out_with_an_error_event() {
+    let (events, answer) = answer_with_fault(
+        &[("UPSTREAM_TIMEOUT_MS", "300")],
+        json!({ "mode": "hang", "routes": ["stream"] }),
+    )
+    .await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(error_code(&events), "upstream_timeout");
+    assert_eq!(answer.status, MessageStatus::Failed);
+}
+
+#[tokio::test]
 async fn an_upstream_error_before_the_first_token_is_an_error_event() {
     let (events, answer) =
         answer_with_fault(&[], json!({ "mode": "error", "routes": ["stream"] })).await;

@@ -224,3 +224,20 @@ async fn a_token_is_required_and_stream_must_be_a_boolean() {
     let problem = assert_problem(completions(&app, bad).await, 400, "validation_failed").await;
     assert_eq!(problem["errors"][0]["field"], "stream");
 }
+
+#[tokio::test]
+async fn a_request_the_upstream_rejects_is_a_400_not_a_fallback() {
+    let app = app(&[]).await;
+    for stream in [false, true] {
+        let empty = json!({ "model": "mock-1", "stream": stream, "messages": [] });
+        let problem =
+            assert_problem(completions(&app, empty).await, 400, "validation_failed").await;
+        assert_eq!(problem["errors"][0]["field"], "body");
+    }
+    let breaker = app.state.ai.openai_upstreams()[0].breaker.state();
+    assert_eq!(
+        breaker.as_str(),
+        "closed",
+        "a 4xx says nothing about the upstream's health"
+    );
+}
