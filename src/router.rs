@@ -10,7 +10,7 @@ use crate::app::AppState;
 use crate::auth::require_user;
 use crate::http::{metrics_layer, rate_limit, stack};
 use crate::openapi;
-use crate::routes::{auth, frontend, health, me, passthrough, scenarios};
+use crate::routes::{auth, chat, frontend, health, me, openai, passthrough, scenarios};
 
 /// Builds the complete application router.
 pub fn router(state: AppState) -> Router {
@@ -42,6 +42,19 @@ pub fn router(state: AppState) -> Router {
                 .get(scenarios::list),
         )
         .route("/api/scenarios/{id}", get(scenarios::get))
+        .route(
+            "/api/conversations/{id}/messages",
+            post(chat::send).layer(ai_limit.clone()).get(chat::list),
+        )
+        .route(
+            "/api/conversations/{id}/messages-stream",
+            get(chat::send_via_query).layer(ai_limit.clone()),
+        )
+        .route(
+            "/v1/chat/completions",
+            post(openai::chat_completions).layer(ai_limit.clone()),
+        )
+        .route("/v1/models", get(openai::models).layer(ai_limit.clone()))
         .route("/api/ai/{*path}", any(passthrough::forward_ai))
         .route("/api/search/{*path}", any(passthrough::forward_search))
         .route_layer(from_fn_with_state(state.clone(), rate_limit::general))

@@ -2,6 +2,7 @@
 //! chat. Handlers call in here; infrastructure is reached through the store, the AI service,
 //! the cache and the event bus.
 
+pub mod chat;
 pub mod pagination;
 pub mod scenarios;
 

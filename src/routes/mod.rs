@@ -1,9 +1,11 @@
 //! Thin handlers: extract, call the domain, map the result. No SQL, no business rules.
 
 pub mod auth;
+pub mod chat;
 pub mod frontend;
 pub mod health;
 pub mod me;
+pub mod openai;
 pub mod passthrough;
 pub mod scenarios;
 

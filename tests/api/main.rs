@@ -4,12 +4,14 @@
 
 mod auth;
 mod bus;
+mod chat;
 mod cli;
 mod errors;
 mod health;
 mod helpers;
 mod jwks;
 mod mock_ai;
+mod openai;
 mod openapi;
 mod passthrough;
 mod rate_limits;
