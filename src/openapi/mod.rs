@@ -32,14 +32,31 @@ use crate::routes;
         routes::scenarios::get,
         routes::passthrough::forward_ai,
         routes::passthrough::forward_search,
+        routes::chat::send,
+        routes::chat::send_via_query,
+        routes::chat::list,
+        routes::openai::chat_completions,
+        routes::openai::models,
     ),
-    components(schemas(Problem, schemas::FieldErrorDoc)),
+    components(schemas(
+        Problem,
+        schemas::FieldErrorDoc,
+        schemas::TokenEvent,
+        schemas::MessageCompleteEvent,
+        schemas::StreamErrorEvent,
+        schemas::ProgressEvent,
+        schemas::ConversationCompleteEvent,
+        schemas::ConversationErrorEvent,
+    )),
     modifiers(&Security),
     tags(
         (name = "operations", description = "Health, readiness, metrics"),
         (name = "auth", description = "Identity"),
         (name = "scenarios", description = "Scenarios and passage search"),
         (name = "passthrough", description = "Forwarded to the AI service"),
+        (name = "chat", description = "Messages, answered token by token over SSE"),
+        (name = "conversations", description = "Conversations and their generation progress over SSE"),
+        (name = "openai", description = "OpenAI-compatible API with fallbacks"),
     )
 )]
 pub struct ApiDoc;

@@ -8,6 +8,7 @@ use axum::response::sse::Event;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
@@ -21,18 +22,24 @@ use crate::limits::TooManyStreams;
 use crate::store::Message;
 
 /// Body of `POST …/messages`, and query of `GET …/messages-stream`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SendMessage {
+    /// 1..=8000 characters.
     content: String,
 }
 
 /// A message as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MessageBody {
+    #[schema(value_type = String, format = Uuid)]
     id: MessageId,
+    /// `user` or `assistant`.
     role: &'static str,
     content: String,
+    /// `completed`, `interrupted` or `failed`.
     status: &'static str,
+    /// RFC 3339.
     created_at: String,
 }
 
@@ -49,6 +56,22 @@ impl From<Message> for MessageBody {
 }
 
 /// `POST /api/conversations/{id}/messages` → `text/event-stream`.
+#[utoipa::path(
+    post,
+    path = "/api/conversations/{id}/messages",
+    tag = "chat",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, format = Uuid, description = "Conversation id")),
+    request_body = SendMessage,
+    responses(
+        (status = 200, description = "Server-Sent Events: `token` (TokenEvent) per upstream token, then `complete` (MessageCompleteEvent) or `error` (StreamErrorEvent); every failure after this point is an `error` event", content_type = "text/event-stream"),
+        (status = 400, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, body = crate::openapi::Problem, content_type = "application/problem+json", description = "conversation_not_ready"),
+        (status = 429, body = crate::openapi::Problem, content_type = "application/problem+json", description = "rate_limited or too_many_streams"),
+    )
+)]
 pub async fn send(
     State(state): State<AppState>,
     user: AuthUser,
@@ -59,6 +82,21 @@ pub async fn send(
 }
 
 /// `GET /api/conversations/{id}/messages-stream?content=…` → the same, for EventSource.
+#[utoipa::path(
+    get,
+    path = "/api/conversations/{id}/messages-stream",
+    tag = "chat",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, format = Uuid, description = "Conversation id"), SendMessage),
+    responses(
+        (status = 200, description = "Server-Sent Events: `token` (TokenEvent) per upstream token, then `complete` (MessageCompleteEvent) or `error` (StreamErrorEvent); every failure after this point is an `error` event", content_type = "text/event-stream"),
+        (status = 400, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, body = crate::openapi::Problem, content_type = "application/problem+json", description = "conversation_not_ready"),
+        (status = 429, body = crate::openapi::Problem, content_type = "application/problem+json", description = "rate_limited or too_many_streams"),
+    )
+)]
 pub async fn send_via_query(
     State(state): State<AppState>,
     user: AuthUser,
@@ -69,6 +107,19 @@ pub async fn send_via_query(
 }
 
 /// `GET /api/conversations/{id}/messages`, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/conversations/{id}/messages",
+    tag = "chat",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, format = Uuid, description = "Conversation id")),
+    responses(
+        (status = 200, body = Vec<MessageBody>),
+        (status = 400, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     user: AuthUser,

@@ -18,6 +18,22 @@ use crate::http::sse::sse_response;
 use crate::upstream::CallError;
 
 /// `POST /v1/chat/completions`, `stream` true or false.
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    tag = "openai",
+    security(("bearer" = []), ("cookie" = [])),
+    request_body(content = Object, description = "An OpenAI chat completion request"),
+    responses(
+        (status = 200, description = "A `chat.completion` object, or with `stream: true` Server-Sent Events of `chat.completion.chunk` objects ending with `data: [DONE]`; a failure after the first chunk is an error chunk, then `[DONE]`", content_type = "application/json"),
+        (status = 400, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 502, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 504, body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn chat_completions(
     State(state): State<AppState>,
     user: AuthUser,
@@ -56,6 +72,20 @@ pub async fn chat_completions(
 }
 
 /// `GET /v1/models`.
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "openai",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "An OpenAI model list", body = Object),
+        (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 502, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 504, body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn models(
     State(state): State<AppState>,
     user: AuthUser,
