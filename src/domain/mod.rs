@@ -2,7 +2,9 @@
 //! chat. Handlers call in here; infrastructure is reached through the store, the AI service,
 //! the cache and the event bus.
 
+pub mod generation;
 pub mod pagination;
+pub mod progress;
 pub mod scenarios;
 
 use crate::store::StoreError;

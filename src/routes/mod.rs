@@ -1,8 +1,10 @@
 //! Thin handlers: extract, call the domain, map the result. No SQL, no business rules.
 
 pub mod auth;
+pub mod conversations;
 pub mod frontend;
 pub mod health;
+pub mod internal;
 pub mod me;
 pub mod passthrough;
 pub mod scenarios;
