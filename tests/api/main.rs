@@ -5,11 +5,13 @@
 mod auth;
 mod bus;
 mod cli;
+mod conversations;
 mod errors;
 mod health;
 mod helpers;
 mod jwks;
 mod mock_ai;
+mod progress;
 mod rate_limits;
 mod store;
 mod support;
