@@ -108,13 +108,10 @@ impl Conversations {
         let conversation = self.create(owner, scenario_id).await?;
         let listening = self.listen(conversation.id).await;
         let triggered = self.start(&conversation, ctx);
-        Ok(self.follow(
-            owner.clone(),
-            conversation.id,
-            listening,
-            -1,
-            Some(triggered),
-        ))
+        // The first event is the state as created, even if the trigger fails before the
+        // stream is first polled (that failure then follows as `error`).
+        let start = Start::Created(progress_event(&conversation), triggered);
+        Ok(self.follow(owner.clone(), conversation.id, listening, -1, start))
     }
 
     /// `/events`: the progress stream of an existing conversation of the owner, skipping
@@ -132,7 +129,7 @@ impl Conversations {
             id,
             listening,
             last_event_id.unwrap_or(-1),
-            None,
+            Start::Stored,
         ))
     }
 
@@ -158,7 +155,7 @@ impl Conversations {
         id: ConversationId,
         listening: Option<Listening>,
         last_seq: i64,
-        triggered: Option<oneshot::Receiver<()>>,
+        start: Start,
     ) -> ProgressStream {
         let follower = Follower {
             conversations: self.clone(),
@@ -166,8 +163,16 @@ impl Conversations {
             id,
             last_seq,
         };
-        Box::pin(follower.run(listening, triggered))
+        Box::pin(follower.run(listening, start))
     }
+}
+
+/// How a stream begins.
+enum Start {
+    /// With the stored state (`/events`).
+    Stored,
+    /// With the just-created conversation, then waiting for the generation trigger's answer.
+    Created(ProgressEvent, oneshot::Receiver<()>),
 }
 
 /// The state of one stream: whose conversation, and the last id it emitted.
@@ -182,22 +187,32 @@ impl Follower {
     fn run(
         mut self,
         listening: Option<Listening>,
-        triggered: Option<oneshot::Receiver<()>>,
+        start: Start,
     ) -> impl Stream<Item = ProgressEvent> + Send {
         async_stream::stream! {
-            // Terminal events are always emitted (even below `Last-Event-ID`), so a
-            // reconnecting client learns that the conversation is over.
-            match self.observe(true).await {
-                Some(event) => {
-                    let end = event.is_terminal();
-                    yield event;
-                    if end {
-                        return;
-                    }
+            let triggered = match start {
+                Start::Created(first, triggered) => {
+                    self.last_seq = first.seq();
+                    yield first;
+                    Some(triggered)
                 }
-                None if self.is_gone().await => return,
-                None => {}
-            }
+                // Terminal events are always emitted (even below `Last-Event-ID`), so a
+                // reconnecting client learns that the conversation is over.
+                Start::Stored => {
+                    match self.observe(true).await {
+                        Some(event) => {
+                            let end = event.is_terminal();
+                            yield event;
+                            if end {
+                                return;
+                            }
+                        }
+                        None if self.is_gone().await => return,
+                        None => {}
+                    }
+                    None
+                }
+            };
             let Some(mut listening) = listening else {
                 return;
             };
