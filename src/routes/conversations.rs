@@ -83,7 +83,7 @@ pub async fn create(
     let service = conversations(&state);
     let conversation = service.create(&user.id, body.scenario_id).await?;
     // Nobody waits for the trigger's answer; a failure is stored and shows in `/status`.
-    drop(service.start(&conversation, call_context(Some(&user))));
+    drop(service.start(&conversation, call_context(Some(&user)), true));
     let location = format!("/api/conversations/{}", conversation.id);
     let mut response = (
         StatusCode::ACCEPTED,

@@ -100,14 +100,24 @@ impl Conversations {
         Ok(self.store.conversations(owner, page).await?)
     }
 
-    /// Asks the AI service to generate `conversation`, in the background so a client that
-    /// goes away does not cancel it. A watcher task subscribes to the conversation's channel
-    /// first, then triggers generation, then stores what the AI service reports until the
-    /// conversation ends (this is what keeps the polling flow's progress up to date).
+    /// Asks the AI service to generate `conversation`, in a background task so a client that
+    /// goes away does not cancel it.
+    ///
+    /// With `watch` (the polling flow, where no stream listens), the task subscribes to the
+    /// conversation's channel first, then triggers generation, then stores what the AI
+    /// service reports until the conversation ends, so `/status` shows progress. A stream
+    /// (`create-stream`) stores the reports itself and emits exactly what it stored, so it
+    /// asks for no watcher: one racing it would make the stream read a later state and skip
+    /// a progress step.
     ///
     /// The returned receiver fires once the trigger has been answered (and, if it failed,
     /// once the conversation is stored as failed).
-    pub fn start(&self, conversation: &Conversation, ctx: CallContext) -> oneshot::Receiver<()> {
+    pub fn start(
+        &self,
+        conversation: &Conversation,
+        ctx: CallContext,
+        watch: bool,
+    ) -> oneshot::Receiver<()> {
         let (triggered, on_triggered) = oneshot::channel();
         let watcher = watcher::Watcher {
             conversations: self.clone(),
@@ -115,6 +125,7 @@ impl Conversations {
             scenario_id: conversation.scenario_id,
             ctx,
             shutdown: self.shutdown.clone(),
+            watch,
         };
         self.tasks.spawn(watcher.run(triggered));
         on_triggered
@@ -142,19 +153,22 @@ impl Conversations {
     }
 
     /// Stores one report from the AI service. Idempotent: a stale progress, or a second
-    /// terminal report, changes nothing.
+    /// terminal report, changes nothing. Returns the conversation when this call moved its
+    /// progress forward (the caller then knows that event's exact sequence number).
     pub async fn apply(
         &self,
         id: ConversationId,
         message: &ProgressMessage,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Conversation>, StoreError> {
         match message {
-            ProgressMessage::Progress { progress, message } => {
+            ProgressMessage::Progress {
+                progress, message, ..
+            } => {
                 let update = ProgressUpdate {
                     progress: *progress,
                     message: message.clone(),
                 };
-                self.store.record_progress(id, &update).await?;
+                return self.store.record_progress(id, &update).await;
             }
             ProgressMessage::Complete { .. } => {
                 // The messages come by the complete callback, which the AI service makes
@@ -169,7 +183,7 @@ impl Conversations {
                 self.store.fail_conversation(id, failure.message()).await?;
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// The internal events route: stores the report, then publishes it so the streams of
@@ -180,8 +194,18 @@ impl Conversations {
         message: ProgressMessage,
     ) -> Result<(), DomainError> {
         self.exists(id).await?;
-        self.apply(id, &message).await?;
+        let stored = self.apply(id, &message).await?;
         let published = match message {
+            // Published with its sequence number, so streams emit exactly this step; a stale
+            // report changed nothing and is not published.
+            ProgressMessage::Progress { .. } => match stored {
+                Some(conversation) => ProgressMessage::Progress {
+                    progress: conversation.progress,
+                    message: conversation.status_message,
+                    seq: Some(conversation.event_seq),
+                },
+                None => return Ok(()),
+            },
             // Never pass the AI service's own error text on.
             ProgressMessage::Failed { error } => ProgressMessage::Failed {
                 error: Some(

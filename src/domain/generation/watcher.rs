@@ -21,6 +21,8 @@ pub(super) struct Watcher {
     pub(super) scenario_id: ScenarioId,
     pub(super) ctx: CallContext,
     pub(super) shutdown: CancellationToken,
+    /// Whether to store reports after the trigger (the polling flow), or only trigger.
+    pub(super) watch: bool,
 }
 
 impl Watcher {
@@ -28,6 +30,11 @@ impl Watcher {
     /// generation timeout, or shutdown.
     pub(super) async fn run(self, triggered: oneshot::Sender<()>) {
         let c = &self.conversations;
+        if !self.watch {
+            c.trigger(self.id, self.scenario_id, &self.ctx).await;
+            let _ = triggered.send(());
+            return;
+        }
         let subscription = c.bus.subscribe(&channel(&self.id)).await;
         let started = c.trigger(self.id, self.scenario_id, &self.ctx).await;
         // The stream that asked may be gone already; that is fine.

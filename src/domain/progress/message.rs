@@ -15,6 +15,10 @@ pub enum ProgressMessage {
         /// What the AI service is doing, for people.
         #[serde(default)]
         message: Option<String>,
+        /// The stored event sequence, when a sluice instance stored this report before
+        /// publishing it (the internal events route); absent from the AI service.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<i64>,
     },
     /// Generation finished; the messages came (or come) by the internal complete callback.
     Complete {
@@ -66,7 +70,8 @@ mod tests {
                 .unwrap(),
             ProgressMessage::Progress {
                 progress: 20,
-                message: Some("m".into())
+                message: Some("m".into()),
+                seq: None,
             }
         );
         assert_eq!(
@@ -102,6 +107,7 @@ mod tests {
         let message = ProgressMessage::Progress {
             progress: 50,
             message: None,
+            seq: Some(3),
         };
         assert_eq!(
             ProgressMessage::parse(&message.to_payload()).unwrap(),

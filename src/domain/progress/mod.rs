@@ -107,7 +107,7 @@ impl Conversations {
     ) -> Result<ProgressStream, DomainError> {
         let conversation = self.create(owner, scenario_id).await?;
         let listening = self.listen(conversation.id).await;
-        let triggered = self.start(&conversation, ctx);
+        let triggered = self.start(&conversation, ctx, false);
         // The first event is the state as created, even if the trigger fails before the
         // stream is first polled (that failure then follows as `error`).
         let start = Start::Created(progress_event(&conversation), triggered);
@@ -238,10 +238,7 @@ impl Follower {
                             match ProgressMessage::parse(&payload) {
                                 Ok(message) => {
                                     deadline = Instant::now() + timeout;
-                                    if let Err(error) = self.conversations.apply(self.id, &message).await {
-                                        tracing::error!(conversation_id = %self.id, %error, "could not store a progress report");
-                                    }
-                                    self.observe(false).await
+                                    self.relay(&message).await
                                 }
                                 Err(error) => {
                                     tracing::warn!(conversation_id = %self.id, %error, "skipping a malformed progress message");
@@ -259,6 +256,40 @@ impl Follower {
                         return;
                     }
                 }
+            }
+        }
+    }
+
+    /// Stores a live report and returns what to emit. A progress step this stream stored
+    /// itself, or one published with its sequence number, is emitted as that exact step;
+    /// anything else is emitted as the stored state reads.
+    async fn relay(&mut self, message: &ProgressMessage) -> Option<ProgressEvent> {
+        if let ProgressMessage::Progress {
+            seq: Some(seq),
+            progress,
+            message,
+        } = message
+        {
+            if *seq <= self.last_seq {
+                return None;
+            }
+            self.last_seq = *seq;
+            return Some(ProgressEvent::Progress {
+                seq: *seq,
+                conversation_id: self.id,
+                progress: *progress,
+                message: message.clone().unwrap_or_else(|| "Generating".to_owned()),
+            });
+        }
+        match self.conversations.apply(self.id, message).await {
+            Ok(Some(stored)) if stored.event_seq > self.last_seq => {
+                self.last_seq = stored.event_seq;
+                Some(progress_event(&stored))
+            }
+            Ok(_) => self.observe(false).await,
+            Err(error) => {
+                tracing::error!(conversation_id = %self.id, %error, "could not store a progress report");
+                self.observe(false).await
             }
         }
     }
