@@ -14,6 +14,7 @@ use crate::auth::{AuthState, Authenticator, OriginPolicy, TokenMinter};
 use crate::cache::{MemoryCache, RedisCache, SharedCache};
 use crate::config::{ConfigError, Settings, random_token};
 use crate::domain::scenarios::Scenarios;
+use crate::events::{EventBus, LocalBus, RedisBus};
 use crate::http::rate_limit::RateLimitState;
 use crate::limits::{Quotas, RateLimiter, RedisLimiter, StreamSlots};
 use crate::metrics::Metrics;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub streams: StreamSlots,
     /// Metrics registry.
     pub metrics: Metrics,
+    /// Progress pub/sub: Redis when configured, else in-process.
+    pub bus: Arc<dyn EventBus>,
     /// Shared Redis command connection, when configured.
     pub redis: Option<RedisLink>,
     /// The AI service behind its breakers.
@@ -123,6 +126,14 @@ impl Application {
             None => None,
         };
         metrics.redis_up(false);
+        let bus: Arc<dyn EventBus> = match &settings.redis_url {
+            Some(url) => Arc::new(
+                RedisBus::connect(url.expose())
+                    .await
+                    .map_err(|_| ConfigError::new("REDIS_URL", "not a valid Redis URL"))?,
+            ),
+            None => Arc::new(LocalBus::new()),
+        };
 
         let dev_secret = match &settings.jwt.secret {
             Some(secret) => secret.expose().clone(),
@@ -205,6 +216,7 @@ impl Application {
             minter,
             limits,
             metrics,
+            bus,
             redis,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -243,6 +255,7 @@ impl Application {
         let grace = state.settings.shutdown_grace;
         let tasks = state.tasks.clone();
         let store = state.store.clone();
+        let bus = state.bus.clone();
         let app = router::router(state);
         tracing::info!(addr = %listener.local_addr()?, "sluice listening");
         let server = axum::serve(
@@ -265,6 +278,7 @@ impl Application {
         if drained.is_err() {
             tracing::warn!("grace period over; closing remaining connections");
         }
+        bus.shutdown().await;
         store.close().await;
         Ok(())
     }

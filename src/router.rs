@@ -10,7 +10,9 @@ use crate::app::AppState;
 use crate::auth::require_user;
 use crate::http::{metrics_layer, rate_limit, stack};
 use crate::openapi;
-use crate::routes::{auth, chat, frontend, health, me, openai, passthrough, scenarios};
+use crate::routes::{
+    auth, chat, conversations, frontend, health, internal, me, openai, passthrough, scenarios,
+};
 
 /// Builds the complete application router.
 pub fn router(state: AppState) -> Router {
@@ -43,6 +45,19 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/scenarios/{id}", get(scenarios::get))
         .route(
+            "/api/conversations",
+            post(conversations::create)
+                .layer(ai_limit.clone())
+                .get(conversations::list),
+        )
+        .route(
+            "/api/conversations/create-stream",
+            get(conversations::create_stream).layer(ai_limit.clone()),
+        )
+        .route("/api/conversations/{id}", get(conversations::get))
+        .route("/api/conversations/{id}/status", get(conversations::status))
+        .route("/api/conversations/{id}/events", get(conversations::events))
+        .route(
             "/api/conversations/{id}/messages",
             post(chat::send).layer(ai_limit.clone()).get(chat::list),
         )
@@ -60,11 +75,28 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), rate_limit::general))
         .route_layer(from_fn_with_state(state.clone(), require_user));
 
+    // Internal: the AI service's callbacks, `AI_API_KEY` only, never rate-limited.
+    let internal = Router::new()
+        .route(
+            "/api/internal/conversations/{id}/events",
+            post(internal::events),
+        )
+        .route(
+            "/api/internal/conversations/{id}/complete",
+            post(internal::complete),
+        )
+        .route(
+            "/api/internal/conversations/{id}/failed",
+            post(internal::failed),
+        )
+        .route_layer(from_fn_with_state(state.clone(), internal::require_ai_key));
+
     let cors_origins = state.settings.cors_allowed_origins.clone();
     let router = Router::new()
         .merge(operations)
         .merge(public)
         .merge(user)
+        .merge(internal)
         .fallback(frontend::serve)
         .layer(from_fn_with_state(state.clone(), metrics_layer::track))
         .with_state(state);

@@ -3,7 +3,9 @@
 //! the cache and the event bus.
 
 pub mod chat;
+pub mod generation;
 pub mod pagination;
+pub mod progress;
 pub mod scenarios;
 
 use crate::store::StoreError;

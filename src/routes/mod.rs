@@ -2,8 +2,10 @@
 
 pub mod auth;
 pub mod chat;
+pub mod conversations;
 pub mod frontend;
 pub mod health;
+pub mod internal;
 pub mod me;
 pub mod openai;
 pub mod passthrough;

@@ -61,6 +61,11 @@ impl Generation {
                 return;
             }
         }
+        // Writing the messages takes a stage too: like a real service, the last progress
+        // report is not immediately followed by the result.
+        if !state.pause(self.stage_delay).await {
+            return;
+        }
         match self.outcome {
             Outcome::Complete | Outcome::Abandon => {
                 let messages = text::conversation_messages(id, &self.scenario_id);

@@ -1,0 +1,217 @@
+//! `/api/conversations`: create (the polling flow), list, read, status, and the progress
+//! streams (`create-stream`, `{id}/events`) that replace polling.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::Event;
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::domain::generation::{Conversations, ConversationsDeps};
+use crate::domain::pagination::PageQuery;
+use crate::domain::progress::{ProgressEvent, ProgressStream};
+use crate::error::{ApiError, ErrorCode};
+use crate::http::call_context::call_context;
+use crate::http::extract::{AppJson, AppPath, AppQuery};
+use crate::http::sse::sse_response;
+use crate::ids::{ConversationId, ScenarioId};
+use crate::limits::StreamSlot;
+use crate::store::{Conversation, ConversationStatus};
+
+/// Metric label of these streams.
+const KIND: &str = "progress";
+
+/// The conversation operations over the application's infrastructure.
+pub fn conversations(state: &AppState) -> Conversations {
+    Conversations::new(ConversationsDeps {
+        store: state.store.clone(),
+        ai: state.ai.clone(),
+        bus: state.bus.clone(),
+        metrics: state.metrics.clone(),
+        generation_timeout: state.settings.ai.generation_timeout,
+        tasks: state.tasks.clone(),
+        shutdown: state.shutdown.clone(),
+    })
+}
+
+/// Body of `POST /api/conversations`, and query of `create-stream`.
+#[derive(Debug, Deserialize)]
+pub struct ScenarioRef {
+    scenario_id: ScenarioId,
+}
+
+/// A conversation as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct ConversationBody {
+    id: ConversationId,
+    scenario_id: ScenarioId,
+    status: ConversationStatus,
+    progress: i64,
+    status_message: Option<String>,
+    error: Option<String>,
+    created_at: String,
+    completed_at: Option<String>,
+}
+
+impl From<Conversation> for ConversationBody {
+    fn from(c: Conversation) -> Self {
+        Self {
+            id: c.id,
+            scenario_id: c.scenario_id,
+            status: c.status,
+            progress: c.progress,
+            status_message: c.status_message,
+            error: c.error,
+            created_at: super::rfc3339(c.created_at),
+            completed_at: c.completed_at.map(super::rfc3339),
+        }
+    }
+}
+
+/// `POST /api/conversations` → 202 `{"id","status":"pending"}` + `Location`; generation runs
+/// in the background (old polling clients then read `/status`).
+pub async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    AppJson(body): AppJson<ScenarioRef>,
+) -> Result<Response, ApiError> {
+    let service = conversations(&state);
+    let conversation = service.create(&user.id, body.scenario_id).await?;
+    // Nobody waits for the trigger's answer; a failure is stored and shows in `/status`.
+    drop(service.start(&conversation, call_context(Some(&user)), true));
+    let location = format!("/api/conversations/{}", conversation.id);
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(json!({"id": conversation.id, "status": conversation.status})),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// `GET /api/conversations?limit=&before=`: the caller's own, newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    AppQuery(query): AppQuery<PageQuery>,
+) -> Result<Json<Vec<ConversationBody>>, ApiError> {
+    let page = query.parse()?;
+    let list = conversations(&state).list(&user.id, page).await?;
+    Ok(Json(list.into_iter().map(Into::into).collect()))
+}
+
+/// `GET /api/conversations/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    user: AuthUser,
+    AppPath(id): AppPath<ConversationId>,
+) -> Result<Json<ConversationBody>, ApiError> {
+    Ok(Json(conversations(&state).get(&user.id, id).await?.into()))
+}
+
+/// `GET /api/conversations/{id}/status`: `{"status","progress","message"}` for old polling
+/// clients.
+pub async fn status(
+    State(state): State<AppState>,
+    user: AuthUser,
+    AppPath(id): AppPath<ConversationId>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = conversations(&state).get(&user.id, id).await?;
+    let message = match c.status {
+        ConversationStatus::Failed => c.error,
+        _ => c.status_message,
+    };
+    Ok(Json(
+        json!({"status": c.status, "progress": c.progress, "message": message}),
+    ))
+}
+
+/// `GET /api/conversations/create-stream?scenario_id=…`: creates, subscribes, then generates.
+pub async fn create_stream(
+    State(state): State<AppState>,
+    user: AuthUser,
+    AppQuery(query): AppQuery<ScenarioRef>,
+) -> Result<Response, ApiError> {
+    let slot = stream_slot(&state, &user)?;
+    let events = conversations(&state)
+        .create_stream(&user.id, query.scenario_id, call_context(Some(&user)))
+        .await?;
+    Ok(progress_response(&state, events, slot))
+}
+
+/// `GET /api/conversations/{id}/events`: the current state, then live events; honours
+/// `Last-Event-ID`.
+pub async fn events(
+    State(state): State<AppState>,
+    user: AuthUser,
+    AppPath(id): AppPath<ConversationId>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok());
+    let slot = stream_slot(&state, &user)?;
+    let events = conversations(&state)
+        .open_stream(&user.id, id, last_event_id)
+        .await?;
+    Ok(progress_response(&state, events, slot))
+}
+
+fn stream_slot(state: &AppState, user: &AuthUser) -> Result<StreamSlot, ApiError> {
+    state.streams.acquire(&user.id).map_err(|limit| {
+        ApiError::new(
+            ErrorCode::TooManyStreams,
+            format!("at most {} streams may be open at once", limit.limit),
+        )
+    })
+}
+
+/// Maps the domain stream to SSE; the slot and the active-stream gauge live as long as it.
+fn progress_response(state: &AppState, events: ProgressStream, slot: StreamSlot) -> Response {
+    let metrics = state.metrics.clone();
+    let gauge = metrics.sse_stream(KIND);
+    let events = events.map(move |event| {
+        let _held = (&slot, &gauge);
+        metrics.sse_event(KIND, event.name());
+        sse_event(&event)
+    });
+    sse_response(events, state.settings.sse_keepalive, &state.shutdown)
+}
+
+fn sse_event(event: &ProgressEvent) -> Event {
+    let data = match event {
+        ProgressEvent::Progress {
+            conversation_id,
+            progress,
+            message,
+            ..
+        } => json!({"conversation_id": conversation_id, "progress": progress, "message": message}),
+        ProgressEvent::Complete {
+            conversation_id,
+            message_count,
+            ..
+        } => json!({
+            "conversation_id": conversation_id,
+            "status": "completed",
+            "message_count": message_count,
+        }),
+        ProgressEvent::Error {
+            conversation_id,
+            code,
+            message,
+            ..
+        } => json!({"conversation_id": conversation_id, "code": code.as_str(), "message": message}),
+    };
+    Event::default()
+        .id(event.seq().to_string())
+        .event(event.name())
+        .data(data.to_string())
+}

@@ -1,0 +1,102 @@
+//! `/api/internal/conversations/{id}/…`: the AI service's callbacks. Authenticated by
+//! `AI_API_KEY` (compared in constant time), never by a user JWT, and not rate-limited: the
+//! AI service is one trusted caller reporting on many users' conversations.
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::conversations::conversations;
+use crate::app::AppState;
+use crate::domain::progress::ProgressMessage;
+use crate::error::ApiError;
+use crate::http::extract::{AppJson, AppPath};
+use crate::ids::ConversationId;
+use crate::store::{MessageRole, MessageStatus, NewMessage};
+
+/// Middleware of the internal group: `Authorization: Bearer $AI_API_KEY` or 401.
+pub async fn require_ai_key(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .unwrap_or_default();
+    let expected = state.settings.ai.api_key.expose();
+    if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) && !expected.is_empty() {
+        next.run(request).await
+    } else {
+        ApiError::unauthorized("a valid AI service key is required").into_response()
+    }
+}
+
+/// `POST …/{id}/events` with a progress message → 204: stored, then published.
+pub async fn events(
+    State(state): State<AppState>,
+    AppPath(id): AppPath<ConversationId>,
+    AppJson(message): AppJson<ProgressMessage>,
+) -> Result<StatusCode, ApiError> {
+    conversations(&state).report(id, message).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of the complete callback.
+#[derive(Debug, Deserialize)]
+pub struct CompleteBody {
+    #[serde(default)]
+    messages: Vec<GeneratedMessage>,
+}
+
+/// One generated message.
+#[derive(Debug, Deserialize)]
+pub struct GeneratedMessage {
+    role: String,
+    content: String,
+}
+
+/// `POST …/{id}/complete {"messages":[{"role","content"}]}` → 204.
+pub async fn complete(
+    State(state): State<AppState>,
+    AppPath(id): AppPath<ConversationId>,
+    AppJson(body): AppJson<CompleteBody>,
+) -> Result<StatusCode, ApiError> {
+    let messages: Vec<NewMessage> = body
+        .messages
+        .into_iter()
+        .map(|m| NewMessage {
+            role: MessageRole::parse(&m.role),
+            content: m.content,
+            status: MessageStatus::Completed,
+        })
+        .collect();
+    conversations(&state).complete(id, &messages).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of the failed callback.
+#[derive(Debug, Deserialize)]
+pub struct FailedBody {
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// `POST …/{id}/failed {"error"}` → 204.
+pub async fn failed(
+    State(state): State<AppState>,
+    AppPath(id): AppPath<ConversationId>,
+    AppJson(body): AppJson<FailedBody>,
+) -> Result<StatusCode, ApiError> {
+    conversations(&state)
+        .report_failure(id, body.error.as_deref())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
