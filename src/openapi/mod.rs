@@ -32,11 +32,20 @@ use crate::routes;
         routes::scenarios::get,
         routes::passthrough::forward_ai,
         routes::passthrough::forward_search,
+        routes::conversations::create,
+        routes::conversations::list,
+        routes::conversations::create_stream,
+        routes::conversations::get,
+        routes::conversations::status,
+        routes::conversations::events,
         routes::chat::send,
         routes::chat::send_via_query,
         routes::chat::list,
         routes::openai::chat_completions,
         routes::openai::models,
+        routes::internal::events,
+        routes::internal::complete,
+        routes::internal::failed,
     ),
     components(schemas(
         Problem,
@@ -57,6 +66,7 @@ use crate::routes;
         (name = "chat", description = "Messages, answered token by token over SSE"),
         (name = "conversations", description = "Conversations and their generation progress over SSE"),
         (name = "openai", description = "OpenAI-compatible API with fallbacks"),
+        (name = "internal", description = "Callbacks from the AI service (AI_API_KEY)"),
     )
 )]
 pub struct ApiDoc;

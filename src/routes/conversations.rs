@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
@@ -40,16 +41,46 @@ pub fn conversations(state: &AppState) -> Conversations {
 }
 
 /// Body of `POST /api/conversations`, and query of `create-stream`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ScenarioRef {
+    /// The caller's scenario.
+    #[schema(value_type = String, format = Uuid)]
+    #[param(value_type = String, format = Uuid)]
     scenario_id: ScenarioId,
 }
 
-/// A conversation as the API shows it.
-#[derive(Debug, Serialize)]
-pub struct ConversationBody {
+/// `202` body of `POST /api/conversations`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedBody {
+    #[schema(value_type = String, format = Uuid)]
     id: ConversationId,
+    /// Always `pending`.
+    #[schema(value_type = String)]
+    status: ConversationStatus,
+}
+
+/// `GET /api/conversations/{id}/status` body (old polling clients).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusBody {
+    /// `pending`, `generating`, `completed` or `failed`.
+    #[schema(value_type = String)]
+    status: ConversationStatus,
+    /// 0..=100.
+    progress: i64,
+    /// Status text, or the failure reason.
+    message: Option<String>,
+}
+
+/// A conversation as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationBody {
+    #[schema(value_type = String, format = Uuid)]
+    id: ConversationId,
+    #[schema(value_type = String, format = Uuid)]
     scenario_id: ScenarioId,
+    /// `pending`, `generating`, `completed` or `failed`.
+    #[schema(value_type = String)]
     status: ConversationStatus,
     progress: i64,
     status_message: Option<String>,
@@ -75,6 +106,20 @@ impl From<Conversation> for ConversationBody {
 
 /// `POST /api/conversations` → 202 `{"id","status":"pending"}` + `Location`; generation runs
 /// in the background (old polling clients then read `/status`).
+#[utoipa::path(
+    post,
+    path = "/api/conversations",
+    tag = "conversations",
+    security(("bearer" = []), ("cookie" = [])),
+    request_body = ScenarioRef,
+    responses(
+        (status = 202, body = CreatedBody, description = "Generation started; `Location` names the conversation"),
+        (status = 400, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     user: AuthUser,
@@ -87,7 +132,10 @@ pub async fn create(
     let location = format!("/api/conversations/{}", conversation.id);
     let mut response = (
         StatusCode::ACCEPTED,
-        Json(json!({"id": conversation.id, "status": conversation.status})),
+        Json(CreatedBody {
+            id: conversation.id,
+            status: conversation.status,
+        }),
     )
         .into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -97,6 +145,18 @@ pub async fn create(
 }
 
 /// `GET /api/conversations?limit=&before=`: the caller's own, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/conversations",
+    tag = "conversations",
+    security(("bearer" = []), ("cookie" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, body = Vec<ConversationBody>),
+        (status = 400, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     user: AuthUser,
@@ -108,6 +168,19 @@ pub async fn list(
 }
 
 /// `GET /api/conversations/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/conversations/{id}",
+    tag = "conversations",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, format = Uuid, description = "Conversation id")),
+    responses(
+        (status = 200, body = ConversationBody),
+        (status = 400, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     user: AuthUser,
@@ -118,22 +191,51 @@ pub async fn get(
 
 /// `GET /api/conversations/{id}/status`: `{"status","progress","message"}` for old polling
 /// clients.
+#[utoipa::path(
+    get,
+    path = "/api/conversations/{id}/status",
+    tag = "conversations",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, format = Uuid, description = "Conversation id")),
+    responses(
+        (status = 200, body = StatusBody),
+        (status = 400, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn status(
     State(state): State<AppState>,
     user: AuthUser,
     AppPath(id): AppPath<ConversationId>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<StatusBody>, ApiError> {
     let c = conversations(&state).get(&user.id, id).await?;
     let message = match c.status {
         ConversationStatus::Failed => c.error,
         _ => c.status_message,
     };
-    Ok(Json(
-        json!({"status": c.status, "progress": c.progress, "message": message}),
-    ))
+    Ok(Json(StatusBody {
+        status: c.status,
+        progress: c.progress,
+        message,
+    }))
 }
 
 /// `GET /api/conversations/create-stream?scenario_id=…`: creates, subscribes, then generates.
+#[utoipa::path(
+    get,
+    path = "/api/conversations/create-stream",
+    tag = "conversations",
+    security(("bearer" = []), ("cookie" = [])),
+    params(ScenarioRef),
+    responses(
+        (status = 200, description = "Server-Sent Events, each with a decimal `id:` from the conversation's stored event sequence: `progress` (ProgressEvent), then `complete` (ConversationCompleteEvent) or `error` (ConversationErrorEvent), after which the stream ends", content_type = "text/event-stream"),
+        (status = 400, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, body = crate::openapi::Problem, content_type = "application/problem+json", description = "rate_limited or too_many_streams"),
+    )
+)]
 pub async fn create_stream(
     State(state): State<AppState>,
     user: AuthUser,
@@ -148,6 +250,23 @@ pub async fn create_stream(
 
 /// `GET /api/conversations/{id}/events`: the current state, then live events; honours
 /// `Last-Event-ID`.
+#[utoipa::path(
+    get,
+    path = "/api/conversations/{id}/events",
+    tag = "conversations",
+    security(("bearer" = []), ("cookie" = [])),
+    params(
+        ("id" = String, Path, format = Uuid, description = "Conversation id"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id"),
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events, each with a decimal `id:` from the conversation's stored event sequence: `progress` (ProgressEvent), then `complete` (ConversationCompleteEvent) or `error` (ConversationErrorEvent), after which the stream ends. The current state comes first.", content_type = "text/event-stream"),
+        (status = 400, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, body = crate::openapi::Problem, content_type = "application/problem+json", description = "too_many_streams"),
+    )
+)]
 pub async fn events(
     State(state): State<AppState>,
     user: AuthUser,

@@ -40,6 +40,20 @@ pub async fn require_ai_key(
 }
 
 /// `POST …/{id}/events` with a progress message → 204: stored, then published.
+#[utoipa::path(
+    post,
+    path = "/api/internal/conversations/{id}/events",
+    tag = "internal",
+    security(("ai_api_key" = [])),
+    params(("id" = String, Path, format = Uuid, description = "Conversation id")),
+    request_body(content = Object, description = "A Redis progress message: `{\"event\":\"progress\",\"progress\",\"message\"}`, `{\"event\":\"complete\"}` or `{\"event\":\"failed\",\"error\"}`"),
+    responses(
+        (status = 204, description = "Stored and relayed to the conversation's streams"),
+        (status = 400, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json", description = "Not the AI service's key (user JWTs are refused)"),
+        (status = 404, body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn events(
     State(state): State<AppState>,
     AppPath(id): AppPath<ConversationId>,
@@ -50,20 +64,37 @@ pub async fn events(
 }
 
 /// Body of the complete callback.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CompleteBody {
+    /// The generated messages, in order.
     #[serde(default)]
     messages: Vec<GeneratedMessage>,
 }
 
 /// One generated message.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct GeneratedMessage {
+    /// `assistant` or `user`.
     role: String,
+    /// Text.
     content: String,
 }
 
 /// `POST …/{id}/complete {"messages":[{"role","content"}]}` → 204.
+#[utoipa::path(
+    post,
+    path = "/api/internal/conversations/{id}/complete",
+    tag = "internal",
+    security(("ai_api_key" = [])),
+    params(("id" = String, Path, format = Uuid, description = "Conversation id")),
+    request_body = CompleteBody,
+    responses(
+        (status = 204, description = "Stored and relayed to the conversation's streams"),
+        (status = 400, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json", description = "Not the AI service's key (user JWTs are refused)"),
+        (status = 404, body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn complete(
     State(state): State<AppState>,
     AppPath(id): AppPath<ConversationId>,
@@ -83,13 +114,28 @@ pub async fn complete(
 }
 
 /// Body of the failed callback.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct FailedBody {
+    /// Why it failed (logged; never shown to users verbatim).
     #[serde(default)]
     error: Option<String>,
 }
 
 /// `POST …/{id}/failed {"error"}` → 204.
+#[utoipa::path(
+    post,
+    path = "/api/internal/conversations/{id}/failed",
+    tag = "internal",
+    security(("ai_api_key" = [])),
+    params(("id" = String, Path, format = Uuid, description = "Conversation id")),
+    request_body = FailedBody,
+    responses(
+        (status = 204, description = "Stored and relayed to the conversation's streams"),
+        (status = 400, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json", description = "Not the AI service's key (user JWTs are refused)"),
+        (status = 404, body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn failed(
     State(state): State<AppState>,
     AppPath(id): AppPath<ConversationId>,
