@@ -19,7 +19,9 @@ class Context:
         self.out = args.out
         self.venv = args.venv
         target = args.target_dir
-        self.sluice_bin = os.path.join(target, "release", "sluice")
+        # BENCH_SLUICE_BIN measures another build of sluice (e.g. a branch not merged yet).
+        self.sluice_bin = os.environ.get("BENCH_SLUICE_BIN") or os.path.join(
+            target, "release", "sluice")
         self.http_load = os.path.join(target, "release", "http-load")
         self.sse_load = os.path.join(target, "release", "sse-load")
         for path in (self.sluice_bin, self.http_load, self.sse_load):
