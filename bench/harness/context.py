@@ -22,9 +22,9 @@ class Context:
         # BENCH_SLUICE_BIN measures another build of sluice (e.g. a branch not merged yet).
         self.sluice_bin = os.environ.get("BENCH_SLUICE_BIN") or os.path.join(
             target, "release", "sluice")
-        self.http_load = os.path.join(target, "release", "http-load")
-        self.sse_load = os.path.join(target, "release", "sse-load")
-        for path in (self.sluice_bin, self.http_load, self.sse_load):
+        self.http_load_bin = os.path.join(target, "release", "http-load")
+        self.sse_load_bin = os.path.join(target, "release", "sse-load")
+        for path in (self.sluice_bin, self.http_load_bin, self.sse_load_bin):
             if not os.path.exists(path):
                 raise SystemExit(f"bench: {path} is missing (bench/run builds it)")
         self.databases = []
@@ -78,7 +78,7 @@ class Context:
     # ------------------------------------------------------------------ load tools
 
     def http_load(self, contender, path, body, rate, duration, connections=64, warmup=None):
-        argv = [self.http_load, "--url", contender.base + path, "--method", "POST",
+        argv = [self.http_load_bin, "--url", contender.base + path, "--method", "POST",
                 "--body", json.dumps(body), "--rate", str(rate),
                 "--connections", str(connections), "--duration-secs", str(duration),
                 "--warmup-secs", str(warmup if warmup is not None else (1 if self.smoke else 2))]
@@ -88,7 +88,7 @@ class Context:
 
     def sse_load(self, contender, body, streams, dialect, expect, path=None, urls=None,
                  ramp_ms=1000, on_all_open=None, method="POST", idle_timeout=120):
-        argv = [self.sse_load, "--method", method, "--dialect", dialect, "--streams",
+        argv = [self.sse_load_bin, "--method", method, "--dialect", dialect, "--streams",
                 str(streams), "--ramp-ms", str(ramp_ms), "--expect-tokens", str(expect),
                 "--idle-timeout-secs", str(idle_timeout)]
         if body is not None:
