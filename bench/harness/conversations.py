@@ -40,7 +40,10 @@ def create_conversations(stack, count, wait_completed=True, timeout=120):
 
 
 def route_exists(stack, method, path, body=None):
-    """False when sluice answers 404/405 with no route (a build without that feature)."""
-    status, _ = http_json(method, f"{stack.sluice_url}{path}", body,
-                          {"Authorization": f"Bearer {stack.jwt}"})
-    return status not in (404, 405)
+    """False when sluice has no such route (a build without that feature): a 404/405 that is
+    not sluice's own `not_found` problem for an unknown id."""
+    status, answer = http_json(method, f"{stack.sluice_url}{path}", body,
+                               {"Authorization": f"Bearer {stack.jwt}"})
+    if status not in (404, 405):
+        return True
+    return isinstance(answer, dict) and answer.get("code") == "not_found"
