@@ -2,6 +2,7 @@
 `POST /api/conversations/{id}/messages` versus the AI service's own stream, direct and
 through nginx."""
 
+import resource
 import uuid
 
 from conversations import create_conversations
@@ -13,10 +14,17 @@ PROMPT = "Tell me about the storm at sea."
 TOKENS = 200
 
 
+def _fd_limit():
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def run(ctx):
-    levels = [20, 100] if ctx.smoke else [100, 1000, 10000]
+    # 9,000, not 10,000: a proxy holds two descriptors per stream and this sandbox's hard
+    # limit on open files is 20,000 (not raisable here); bench/run raises it where it can.
+    top = 10000 if _fd_limit() >= 25000 else 9000
+    levels = [20, 100] if ctx.smoke else [100, 1000, top]
     tokens = 20 if ctx.smoke else TOKENS
-    memory_levels = [50] if ctx.smoke else [100, 1000, 10000]
+    memory_levels = [50] if ctx.smoke else [100, 1000, top]
     result = {"scenario": "chat_streams", "tokens": tokens, "token_delay_ms": 20,
               "rounds": {}, "memory": {}, "notes": [], "failures": []}
     mock_env = {"MOCK_TOKENS": str(tokens), "MOCK_TOKEN_DELAY_MS": "20",

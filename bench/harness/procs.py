@@ -85,6 +85,8 @@ class Proc:
                 with open(f"/proc/{pid}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
                 total += int(fields[11]) + int(fields[12])
+                if pid == self.pid:  # children that already exited (worker restarts)
+                    total += int(fields[13]) + int(fields[14])
             except (OSError, IndexError, ValueError):
                 pass
         return total / CLOCK_TICKS

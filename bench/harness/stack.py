@@ -176,7 +176,7 @@ class Stack:
                            cwd=self.ctx.workdir)
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_http(f"{url}/health/liveliness", proc, timeout=180)
+            wait_http(f"{url}/health/liveliness", proc, timeout=300)
         except RuntimeError as e:
             self.notes.append(f"LiteLLM: did not start: {str(e).strip()[-600:]}")
             proc.stop()
