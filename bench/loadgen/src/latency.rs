@@ -88,7 +88,9 @@ fn quantile(sorted: &[u32], q: f64) -> f64 {
         return 0.0;
     }
     let last = sorted.len() - 1;
-    let rank = ((q * sorted.len() as f64).ceil() as usize).saturating_sub(1).min(last);
+    let rank = ((q * sorted.len() as f64).ceil() as usize)
+        .saturating_sub(1)
+        .min(last);
     f64::from(sorted[rank]) / 1000.0
 }
 

@@ -48,8 +48,8 @@ impl RequestSpec {
                 .ok_or_else(|| format!("--header {header:?}: expected `Name: value`"))?;
             let name = HeaderName::from_bytes(name.trim().as_bytes())
                 .map_err(|e| format!("--header name: {e}"))?;
-            let value = HeaderValue::from_str(value.trim())
-                .map_err(|e| format!("--header value: {e}"))?;
+            let value =
+                HeaderValue::from_str(value.trim()).map_err(|e| format!("--header value: {e}"))?;
             header_map.append(name, value);
         }
         let bearer_tokens = match tokens_file {

@@ -79,7 +79,11 @@ mod tests {
 
     #[test]
     fn events_split_across_chunks_and_crlf_are_joined() {
-        let frames = parse(&[": ping\r\n\r\nevent: tok", "en\r\ndata: {\"a\":1}\r", "\n\r\n"]);
+        let frames = parse(&[
+            ": ping\r\n\r\nevent: tok",
+            "en\r\ndata: {\"a\":1}\r",
+            "\n\r\n",
+        ]);
         assert_eq!(
             frames,
             vec![Frame {

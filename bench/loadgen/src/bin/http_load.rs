@@ -171,7 +171,10 @@ async fn open_loop(
             let outcome = call(request).await;
             drop(permit);
             if i >= warm_count {
-                tally.lock().unwrap_or_else(PoisonError::into_inner).add(due, outcome);
+                tally
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .add(due, outcome);
             }
         });
         while tasks.try_join_next().is_some() {}
@@ -206,7 +209,10 @@ async fn closed_loop(
                 }
                 let outcome = call(spec.build(&client, i)).await;
                 if due >= measure_from {
-                    tally.lock().unwrap_or_else(PoisonError::into_inner).add(due, outcome);
+                    tally
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .add(due, outcome);
                 }
                 i += 1;
             }

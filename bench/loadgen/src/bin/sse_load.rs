@@ -100,13 +100,13 @@ impl Dialect {
                     return Seen::End;
                 }
                 match serde_json::from_str::<Value>(&frame.data) {
-                    Ok(value) if value.get("error").is_some() => Seen::Failure("error_chunk".into()),
+                    Ok(value) if value.get("error").is_some() => {
+                        Seen::Failure("error_chunk".into())
+                    }
                     Ok(value) => {
                         let delta = &value["choices"][0]["delta"];
                         match delta.get("content").and_then(Value::as_str) {
-                            Some(content) if !content.is_empty() => {
-                                Seen::Token(content.to_owned())
-                            }
+                            Some(content) if !content.is_empty() => Seen::Token(content.to_owned()),
                             _ => Seen::Other,
                         }
                     }
@@ -215,9 +215,9 @@ async fn run(args: Args) -> Result<Report, String> {
         let request = spec.build(&client, i);
         let started = started.clone();
         let (dialect, total, expect) = (args.dialect, args.streams, args.expect_tokens);
-        tasks.spawn(async move {
-            one_stream(request, dialect, idle, &started, total, expect).await
-        });
+        tasks.spawn(
+            async move { one_stream(request, dialect, idle, &started, total, expect).await },
+        );
     }
     let mut outcomes = Vec::with_capacity(args.streams);
     while let Some(joined) = tasks.join_next().await {
@@ -320,7 +320,10 @@ fn summarise(args: &Args, outcomes: Vec<Outcome>, wall: Duration) -> Report {
     for outcome in outcomes.iter().filter(|o| o.tokens == args.expect_tokens) {
         *hashes.entry(outcome.text_hash).or_default() += 1;
     }
-    let reference = hashes.into_iter().max_by_key(|&(_, n)| n).map(|(hash, _)| hash);
+    let reference = hashes
+        .into_iter()
+        .max_by_key(|&(_, n)| n)
+        .map(|(hash, _)| hash);
 
     let mut first_tokens = Samples::default();
     let mut gaps = Samples::default();
