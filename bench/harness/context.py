@@ -18,12 +18,14 @@ class Context:
         self.workdir = args.workdir
         self.out = args.out
         self.venv = args.venv
-        target = args.target_dir
+        # Smoke runs only check that the harness works, so they use the debug build that the
+        # test suite already has; figures come from full runs on release binaries.
+        target = os.path.join(args.target_dir, "debug" if args.smoke else "release")
         # BENCH_SLUICE_BIN measures another build of sluice (e.g. a branch not merged yet).
         self.sluice_bin = os.environ.get("BENCH_SLUICE_BIN") or os.path.join(
-            target, "release", "sluice")
-        self.http_load_bin = os.path.join(target, "release", "http-load")
-        self.sse_load_bin = os.path.join(target, "release", "sse-load")
+            target, "sluice")
+        self.http_load_bin = os.path.join(target, "http-load")
+        self.sse_load_bin = os.path.join(target, "sse-load")
         for path in (self.sluice_bin, self.http_load_bin, self.sse_load_bin):
             if not os.path.exists(path):
                 raise SystemExit(f"bench: {path} is missing (bench/run builds it)")
