@@ -4,6 +4,7 @@
 # ports, runs `npm run test:e2e` in Debian's Chromium, and stops both processes however it ends.
 #
 #   bash frontend-demo/e2e/run.sh [node --test args]
+#   bash frontend-demo/e2e/run.sh --screens    # screenshots of every screen instead (e2e/screens.mjs)
 #
 # Installs Debian's `chromium` when /usr/bin/chromium (or CHROMIUM_PATH) is missing; never
 # downloads a browser. Exits non-zero when a test fails; with E2E_REQUIRED=1 the tests fail
@@ -123,4 +124,9 @@ wait_healthy "$gateway_url" "$gateway_pid" "$work/sluice.log"
 log "gateway $gateway_url, mock AI $mock_url"
 
 cd "$frontend"
-SLUICE_URL="$gateway_url" MOCK_URL="$mock_url" E2E_REQUIRED=1 npm run --silent test:e2e -- "$@"
+export SLUICE_URL="$gateway_url" MOCK_URL="$mock_url" E2E_REQUIRED=1
+if [[ "${1:-}" == --screens ]]; then
+    node e2e/screens.mjs
+else
+    npm run --silent test:e2e -- "$@"
+fi
