@@ -99,6 +99,7 @@ trap 'exit 130' INT TERM
 sluice="$CARGO_TARGET_DIR/debug/sluice"
 mock_port="$(free_port)"
 gateway_port="$(free_port)"
+while [[ "$gateway_port" == "$mock_port" ]]; do gateway_port="$(free_port)"; done
 mock_url="http://127.0.0.1:$mock_port"
 gateway_url="http://127.0.0.1:$gateway_port"
 api_key="e2e-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
@@ -114,7 +115,7 @@ pids+=($!)
 mock_pid=$!
 
 "${clean_env[@]}" BIND_ADDR="127.0.0.1:$gateway_port" AI_SERVICE_URL="$mock_url" AI_API_KEY="$api_key" \
-    DATABASE_URL="sqlite://$work/sluice.db?mode=rwc" DEV_LOGIN=true FRONTEND_DIR="$frontend/dist" \
+    DATABASE_URL="sqlite://$work/sluice.db?mode=rwc" DEV_LOGIN=true FRONTEND_DIR="$frontend/dist" SHUTDOWN_GRACE_SECS=2 \
     "$sluice" serve >"$work/sluice.log" 2>&1 &
 pids+=($!)
 gateway_pid=$!
