@@ -199,6 +199,41 @@ describe('sluice demo page', { skip: SKIP, timeout: TEST_TIMEOUT_MS }, () => {
     assert.equal(await answer.bubble.getByTestId('typing-cursor').count(), 0, 'no cursor once complete');
   });
 
+  test('leaving the chat mid-answer cancels the AI stream and keeps the partial answer as interrupted', async () => {
+    const { page } = session;
+    await signIn(page);
+    await createScenario(page);
+    const conversationId = await openNewConversation(page);
+
+    await holdStreams(2);
+    await sendMessage(page, 'Tell me about the lanterns.');
+    await waitForStats((stats) => stats.streams_held >= 1);
+    await page.waitForFunction(() => {
+      const bubbles = document.querySelectorAll('[data-testid="assistant-bubble"]');
+      return (bubbles[bubbles.length - 1]?.querySelector('[data-testid="bubble-text"]')?.textContent ?? '').includes(' ');
+    });
+    const partial = await lastAnswer(page).text.textContent();
+
+    await page.getByTestId('back').click();
+    await waitForStats((stats) => stats.streams_cancelled >= 1);
+    // The gateway stores the partial text once it sees the browser go; poll its API (bounded).
+    let stored;
+    const deadline = Date.now() + 10000;
+    do {
+      stored = (await storedMessages(page, conversationId)).filter((m) => m.role === 'assistant').at(-1);
+      if (stored?.status === 'interrupted') break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    } while (Date.now() < deadline);
+    assert.equal(stored?.status, 'interrupted');
+    assert.equal(stored?.content, partial, 'the stored partial answer is what the page had shown');
+
+    // Reopened, the chat shows the partial answer marked as interrupted.
+    await page.locator(`[data-testid="conversation-item"][data-conversation-id="${conversationId}"]`).click();
+    await waitForLastAnswer(page, 'interrupted');
+    assert.equal(await lastAnswer(page).text.textContent(), partial);
+    assert.match(await lastAnswer(page).bubble.textContent(), /interrupted/);
+  });
+
   test('when the AI service fails the page says so and stays usable; a retry works once it recovers', async () => {
     const { page } = session;
     await signIn(page);

@@ -5,6 +5,7 @@
 #
 #   bash frontend-demo/e2e/run.sh [node --test args]
 #   bash frontend-demo/e2e/run.sh --screens    # screenshots of every screen instead (e2e/screens.mjs)
+#   bash frontend-demo/e2e/run.sh --stack      # only start the stack, print its URLs, wait for Ctrl-C
 #
 # Installs Debian's `chromium` when /usr/bin/chromium (or CHROMIUM_PATH) is missing; never
 # downloads a browser. Exits non-zero when a test fails; with E2E_REQUIRED=1 the tests fail
@@ -128,6 +129,11 @@ cd "$frontend"
 export SLUICE_URL="$gateway_url" MOCK_URL="$mock_url" E2E_REQUIRED=1
 if [[ "${1:-}" == --screens ]]; then
     node e2e/screens.mjs
+elif [[ "${1:-}" == --stack ]]; then
+    echo "SLUICE_URL=$gateway_url MOCK_URL=$mock_url"
+    wait -n "$mock_pid" "$gateway_pid"
+elif [[ $# -gt 0 ]]; then
+    node --test "$@" e2e/    # e.g. --test-name-pattern=interrupted (options must precede the path)
 else
-    npm run --silent test:e2e -- "$@"
+    npm run --silent test:e2e
 fi
