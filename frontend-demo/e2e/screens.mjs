@@ -75,7 +75,24 @@ async function screens(viewport) {
     await page.getByTestId('create-conversation').click();
     await page.locator('[data-testid="progress-bar"][data-status="failed"]').waitFor({ timeout: 60000 });
     await shoot(page, viewport, '10-generation-failed');
+
+    await setFaults('slow', 1, { routes: ['generate'], slow_ms: 1500 });
+    await page.getByTestId('retry-conversation').click();
+    await page.locator('[data-testid="conversation-item"][data-status="pending"]').first().click();
+    await page.locator('[data-testid="progress-bar"][data-status="generating"]').waitFor();
+    await shoot(page, viewport, '11-follow');
+    await page.getByTestId('chat').waitFor({ timeout: 60000 });
     await setFaults('none', 0);
+
+    await holdStreams(4);
+    await sendMessage(page, 'Tell me about the lanterns.');
+    await waitForStats((stats) => stats.streams_held >= 1);
+    const conversationId = await page.getByTestId('chat').getAttribute('data-conversation-id');
+    await page.getByTestId('back').click();
+    await releaseStreams();
+    await page.locator(`[data-testid="conversation-item"][data-conversation-id="${conversationId}"]`).click();
+    await waitForLastAnswer(page, 'interrupted');
+    await shoot(page, viewport, '12-chat-interrupted');
   } finally {
     await close();
     await releaseStreams().catch(() => {});
