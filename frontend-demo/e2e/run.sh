@@ -95,7 +95,8 @@ stop() {
     exit "$status"
 }
 trap stop EXIT
-trap 'exit 130' INT TERM
+# Ctrl-C is a failure while tests run, and the normal end of --stack.
+trap 'exit "${interrupted_status:-130}"' INT TERM
 
 sluice="$CARGO_TARGET_DIR/debug/sluice"
 mock_port="$(free_port)"
@@ -131,6 +132,7 @@ if [[ "${1:-}" == --screens ]]; then
     node e2e/screens.mjs
 elif [[ "${1:-}" == --stack ]]; then
     echo "SLUICE_URL=$gateway_url MOCK_URL=$mock_url"
+    interrupted_status=0
     wait -n "$mock_pid" "$gateway_pid"
 elif [[ $# -gt 0 ]]; then
     node --test "$@" e2e/    # e.g. --test-name-pattern=interrupted (options must precede the path)
