@@ -2,7 +2,7 @@
 // asserted beyond reaching each screen). Needs the same running gateway and mock as the tests:
 //   bash e2e/run.sh --screens        (starts them), or
 //   SLUICE_URL=… MOCK_URL=… node e2e/screens.mjs
-// Writes e2e/artifacts/screens/NN-name.png at a desktop and a phone width.
+// Writes e2e/artifacts/screens/VIEW-NN-name.png: desktop, phone, and desktop in dark mode.
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import {
@@ -21,6 +21,7 @@ const OUT = fileURLToPath(new URL('./artifacts/screens/', import.meta.url));
 const VIEWPORTS = [
   { name: 'desktop', width: 1200, height: 860 },
   { name: 'phone', width: 390, height: 844 },
+  { name: 'dark', width: 1200, height: 860, colorScheme: 'dark' },
 ];
 
 async function shoot(page, viewport, name) {
@@ -34,6 +35,7 @@ async function screens(viewport) {
   const { page, close } = await openPage();
   try {
     await page.setViewportSize({ width: viewport.width, height: viewport.height });
+    await page.emulateMedia({ colorScheme: viewport.colorScheme ?? 'light' });
     await page.goto('/');
     await page.getByTestId('username').waitFor();
     await shoot(page, viewport, '01-sign-in');
