@@ -1,14 +1,15 @@
 //! The authentication middleware and the `AuthUser` extractor.
 
 use axum::extract::{FromRequestParts, Request, State};
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 
 use super::{AuthError, Authenticator, Claims, OriginPolicy};
 use crate::error::{ApiError, ErrorCode};
+use crate::http::bearer::bearer_token;
 use crate::ids::UserId;
 
 /// How the token arrived; cookie-borne tokens are subject to the CSRF origin check.
@@ -67,16 +68,9 @@ pub async fn authenticate(
     method: &axum::http::Method,
     headers: &HeaderMap,
 ) -> Result<AuthUser, ApiError> {
-    let (token, source) = match headers.get(header::AUTHORIZATION) {
-        Some(value) => {
-            let value = value.to_str().unwrap_or_default();
-            let token = value
-                .split_once(' ')
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, token)| token.trim().to_string())
-                .ok_or_else(|| ApiError::unauthorized("expected a Bearer token"))?;
-            (token, TokenSource::Header)
-        }
+    let (token, source) = match bearer_token(headers) {
+        Some(Ok(token)) => (token.to_string(), TokenSource::Header),
+        Some(Err(())) => return Err(ApiError::unauthorized("expected a Bearer token")),
         None => {
             let jar = CookieJar::from_headers(headers);
             let token = jar

@@ -70,3 +70,12 @@ impl From<crate::upstream::CallError> for ApiError {
         }
     }
 }
+
+impl From<crate::limits::TooManyStreams> for ApiError {
+    fn from(err: crate::limits::TooManyStreams) -> Self {
+        Self::new(
+            ErrorCode::TooManyStreams,
+            format!("at most {} streams may be open at once", err.limit),
+        )
+    }
+}

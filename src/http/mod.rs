@@ -1,5 +1,6 @@
 //! HTTP plumbing shared by all routes: middleware, extractors, the request id.
 
+pub mod bearer;
 pub mod call_context;
 pub mod client_ip;
 pub mod extract;

@@ -13,12 +13,11 @@ use utoipa::{IntoParams, ToSchema};
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::domain::chat::{Chat, ChatEvent};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::http::call_context::call_context;
 use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::sse::{json_event, sse_response};
 use crate::ids::{ConversationId, MessageId};
-use crate::limits::TooManyStreams;
 use crate::store::Message;
 
 /// Body of `POST …/messages`, and query of `GET …/messages-stream`.
@@ -138,7 +137,7 @@ async fn answer(
 ) -> Result<Response, ApiError> {
     let chat = chat(&state);
     let turn = chat.prepare(&user.id, id, content).await?;
-    let slot = state.streams.acquire(&user.id).map_err(too_many_streams)?;
+    let slot = state.streams.acquire(&user.id).map_err(ApiError::from)?;
     let events = chat.start(turn, call_context(Some(&user)), slot).await?;
     Ok(sse_response(
         events.map(sse_event),
@@ -153,14 +152,6 @@ fn chat(state: &AppState) -> Chat {
         state.ai.clone(),
         state.metrics.clone(),
         state.tasks.clone(),
-    )
-}
-
-/// 429 `too_many_streams`.
-pub fn too_many_streams(err: TooManyStreams) -> ApiError {
-    ApiError::new(
-        ErrorCode::TooManyStreams,
-        format!("at most {} streams may be open at once", err.limit),
     )
 }
 

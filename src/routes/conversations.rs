@@ -16,7 +16,7 @@ use crate::auth::AuthUser;
 use crate::domain::generation::{Conversations, ConversationsDeps};
 use crate::domain::pagination::PageQuery;
 use crate::domain::progress::{ProgressEvent, ProgressStream};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::http::call_context::call_context;
 use crate::http::extract::{AppJson, AppPath, AppQuery};
 use crate::http::sse::sse_response;
@@ -285,12 +285,7 @@ pub async fn events(
 }
 
 fn stream_slot(state: &AppState, user: &AuthUser) -> Result<StreamSlot, ApiError> {
-    state.streams.acquire(&user.id).map_err(|limit| {
-        ApiError::new(
-            ErrorCode::TooManyStreams,
-            format!("at most {} streams may be open at once", limit.limit),
-        )
-    })
+    Ok(state.streams.acquire(&user.id)?)
 }
 
 /// Maps the domain stream to SSE; the slot and the active-stream gauge live as long as it.

@@ -3,7 +3,7 @@
 //! AI service is one trusted caller reporting on many users' conversations.
 
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -13,6 +13,7 @@ use super::conversations::conversations;
 use crate::app::AppState;
 use crate::domain::progress::ProgressMessage;
 use crate::error::ApiError;
+use crate::http::bearer::bearer_token;
 use crate::http::extract::{AppJson, AppPath};
 use crate::ids::ConversationId;
 use crate::store::{MessageRole, MessageStatus, NewMessage};
@@ -23,14 +24,10 @@ pub async fn require_ai_key(
     request: Request,
     next: Next,
 ) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .unwrap_or_default();
+    let presented = match bearer_token(request.headers()) {
+        Some(Ok(token)) => token,
+        _ => "",
+    };
     let expected = state.settings.ai.api_key.expose();
     if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) && !expected.is_empty() {
         next.run(request).await

@@ -56,10 +56,7 @@ pub async fn chat_completions(
             .map_err(rejected_request)?;
         return Ok(Json(completion).into_response());
     }
-    let slot = state
-        .streams
-        .acquire(&user.id)
-        .map_err(super::chat::too_many_streams)?;
+    let slot = state.streams.acquire(&user.id).map_err(ApiError::from)?;
     let chunks = relay
         .stream(&body, &ctx, slot)
         .await

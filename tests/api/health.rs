@@ -119,3 +119,60 @@ async fn readiness_goes_503_when_redis_dies_and_200_when_it_returns() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn readiness_follows_the_database_200_503_200() {
+    use crate::helpers::{Db, fresh_database, settings, spawn_with};
+    let url = fresh_database(Db::Postgres).await;
+    let parsed = url::Url::parse(&url).unwrap();
+    let target = format!(
+        "{}:{}",
+        parsed.host_str().unwrap(),
+        parsed.port().unwrap_or(5432)
+    )
+    .parse()
+    .unwrap();
+    let proxy = crate::support::chaos_proxy::ChaosProxy::start(target).await;
+    let mut through_proxy = parsed.clone();
+    through_proxy.set_port(Some(proxy.addr().port())).unwrap();
+    let mut settings = settings(Db::Sqlite, &[]).await;
+    settings.database.url = sluice::config::Secret::new(through_proxy.to_string());
+    let app = spawn_with(settings).await;
+    let ready = || {
+        let request = app.client.get(app.at("/health/readiness"));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap();
+            (
+                status,
+                body["checks"]["database"].as_str().unwrap().to_string(),
+            )
+        }
+    };
+    assert_eq!(ready().await, (200, "up".to_string()));
+    proxy.cut();
+    assert_eq!(ready().await, (503, "down".to_string()));
+    // Liveness is unaffected, and an API call fails cleanly instead of hanging.
+    assert_eq!(
+        app.client
+            .get(app.at("/health/liveness"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if ready().await.0 == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readiness never recovered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

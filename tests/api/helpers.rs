@@ -156,6 +156,19 @@ impl TestApp {
         )
     }
 
+    /// Starts a graceful shutdown (as SIGTERM does) without waiting.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until the server has stopped.
+    pub async fn wait_stopped(&mut self, within: Duration) -> bool {
+        match self.handle.take() {
+            Some(handle) => tokio::time::timeout(within, handle).await.is_ok(),
+            None => true,
+        }
+    }
+
     /// Stops the app and waits for it.
     pub async fn stop(mut self) {
         self.shutdown.cancel();

@@ -18,6 +18,7 @@ mod passthrough;
 mod progress;
 mod rate_limits;
 mod scenarios;
+mod shutdown;
 mod store;
 mod support;
 mod upstream;

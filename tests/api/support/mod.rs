@@ -1,3 +1,4 @@
 //! Helpers shared by the integration tests.
 
+pub mod chaos_proxy;
 pub mod redis_server;

@@ -1,0 +1,136 @@
+"""What every scenario shares in one run: binaries, the work directory, a private Redis,
+fresh databases, and the load tools (with the CPU of each contender counted around a run)."""
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+
+from procs import Proc, free_port
+
+
+class Context:
+    def __init__(self, args):
+        self.smoke = args.smoke
+        self.workdir = args.workdir
+        self.out = args.out
+        self.venv = args.venv
+        target = args.target_dir
+        # BENCH_SLUICE_BIN measures another build of sluice (e.g. a branch not merged yet).
+        self.sluice_bin = os.environ.get("BENCH_SLUICE_BIN") or os.path.join(
+            target, "release", "sluice")
+        self.http_load_bin = os.path.join(target, "release", "http-load")
+        self.sse_load_bin = os.path.join(target, "release", "sse-load")
+        for path in (self.sluice_bin, self.http_load_bin, self.sse_load_bin):
+            if not os.path.exists(path):
+                raise SystemExit(f"bench: {path} is missing (bench/run builds it)")
+        self.databases = []
+        self.redis = None
+        self.postgres = args.database == "postgres"
+
+    def __enter__(self):
+        port = free_port()
+        redis_server = shutil.which("redis-server")
+        if redis_server is None:
+            raise SystemExit("bench: redis-server is needed (apt-get install redis-server)")
+        self.redis = Proc("redis", [redis_server, "--port", str(port), "--bind", "127.0.0.1",
+                                    "--save", "", "--appendonly", "no", "--maxclients", "50000"],
+                          {}, self.workdir)
+        self.redis_port = port
+        self.redis_url = f"redis://127.0.0.1:{port}"
+        deadline = time.monotonic() + 10
+        while self.redis_cli("PING") != "PONG":
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bench: private redis did not start\n{self.redis.tail()}")
+            time.sleep(0.1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.redis:
+            self.redis.stop()
+        for name in self.databases:
+            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres",
+                            "-qc", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
+                           capture_output=True)
+
+    def redis_cli(self, *args):
+        r = subprocess.run(["redis-cli", "-p", str(self.redis_port), *args],
+                           capture_output=True, text=True)
+        return r.stdout.strip()
+
+    def new_database(self, label):
+        """A fresh PostgreSQL database (dropped at the end), or a SQLite file."""
+        if self.postgres:
+            name = f"sluice_bench_{label}_{uuid.uuid4().hex[:8]}"
+            r = subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres",
+                                "-qc", f'CREATE DATABASE "{name}"'], capture_output=True,
+                               text=True)
+            if r.returncode == 0:
+                self.databases.append(name)
+                return f"postgres://postgres@127.0.0.1:5432/{name}"
+            print(f"bench: PostgreSQL unavailable ({r.stderr.strip()}); using SQLite")
+            self.postgres = False
+        return f"sqlite://{self.workdir}/{label}-{uuid.uuid4().hex[:8]}.db?mode=rwc"
+
+    # ------------------------------------------------------------------ load tools
+
+    def http_load(self, contender, path, body, rate, duration, connections=64, warmup=None):
+        argv = [self.http_load_bin, "--url", contender.base + path, "--method", "POST",
+                "--body", json.dumps(body), "--rate", str(rate),
+                "--connections", str(connections), "--duration-secs", str(duration),
+                "--warmup-secs", str(warmup if warmup is not None else (1 if self.smoke else 2))]
+        for header in contender.headers:
+            argv += ["--header", header]
+        return self._measured(contender, argv)
+
+    def sse_load(self, contender, body, streams, dialect, expect, path=None, urls=None,
+                 ramp_ms=1000, on_all_open=None, method="POST", idle_timeout=120):
+        argv = [self.sse_load_bin, "--method", method, "--dialect", dialect, "--streams",
+                str(streams), "--ramp-ms", str(ramp_ms), "--expect-tokens", str(expect),
+                "--idle-timeout-secs", str(idle_timeout)]
+        if body is not None:
+            argv += ["--body", json.dumps(body)]
+        if urls is not None:
+            urls_file = os.path.join(self.workdir, f"urls-{uuid.uuid4().hex[:8]}.txt")
+            with open(urls_file, "w") as f:
+                f.write("\n".join(contender.base + u for u in urls) + "\n")
+            argv += ["--urls-file", urls_file]
+        else:
+            argv += ["--url", contender.base + path]
+        for header in contender.headers:
+            argv += ["--header", header]
+        return self._measured(contender, argv, on_all_open)
+
+    def _measured(self, contender, argv, on_all_open=None):
+        """Runs a load tool; adds the CPU seconds the contender (and the mock) used meanwhile."""
+        procs = {"contender": contender.proc, "mock": self.current_mock}
+        before = {k: p.cpu_seconds() for k, p in procs.items() if p is not None}
+        started = time.monotonic()
+        child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+        stderr_lines = []
+
+        def watch_stderr():
+            for line in child.stderr:
+                stderr_lines.append(line)
+                if line.strip() == "all-streams-open" and on_all_open is not None:
+                    on_all_open()
+
+        watcher = threading.Thread(target=watch_stderr, daemon=True)
+        watcher.start()
+        stdout = child.stdout.read()
+        child.wait()
+        watcher.join(timeout=5)
+        if child.returncode != 0:
+            raise RuntimeError(f"{os.path.basename(argv[0])} failed against {contender.name}: "
+                               f"{''.join(stderr_lines)[-800:]}")
+        result = json.loads(stdout)
+        result["cpu_seconds"] = {k: round(p.cpu_seconds() - before[k], 3)
+                                 for k, p in procs.items() if p is not None}
+        result["elapsed_secs"] = round(time.monotonic() - started, 3)
+        return result
+
+    current_mock = None

@@ -1,0 +1,76 @@
+"""Scenario 1: a JSON call through the passthrough (cache off: POST is never cached) at fixed
+rates up to saturation; throughput and the latency each contender adds over direct."""
+
+from report import ms, num, ratio, rotate, signed_ms, table
+from stack import Stack
+
+PATH = "/api/ai/search/passages"
+BODY = {"query": "the storm at sea", "novel_id": "moby-dick", "top_k": 5}
+CONTENDERS = ["direct", "sluice", "nginx"]
+
+
+def run(ctx):
+    duration = 3 if ctx.smoke else 10
+    fractions = [0.5] if ctx.smoke else [0.25, 0.5, 0.75]
+    result = {"scenario": "json_path", "path": PATH, "duration_secs": duration,
+              "saturation": {}, "rates": [], "notes": [], "failures": []}
+    with Stack(ctx, "json", {"MOCK_TOKEN_DELAY_MS": "0"}) as stack:
+        ctx.current_mock = stack.mock
+        result["notes"] += stack.notes
+        names = [n for n in CONTENDERS if n in stack.contenders]
+        for i, name in enumerate(rotate(names, 0)):
+            result["saturation"][name] = ctx.http_load(
+                stack.contenders[name], PATH, BODY, rate=0, duration=duration, connections=64)
+        base = result["saturation"].get("sluice", result["saturation"]["direct"])
+        for i, fraction in enumerate(fractions):
+            rate = max(10, round(base["throughput_rps"] * fraction))
+            row = {"fraction": fraction, "rate": rate, "results": {}}
+            for name in rotate(names, i + 1):
+                row["results"][name] = ctx.http_load(
+                    stack.contenders[name], PATH, BODY, rate=rate, duration=duration,
+                    connections=2048)
+            result["rates"].append(row)
+    for name, r in result["saturation"].items():
+        if r["ok"] == 0 or r["errors"]:
+            result["failures"].append(f"json_path {name}: ok={r['ok']} errors={r['errors']}")
+    for row in result["rates"]:
+        for name, r in row["results"].items():
+            if r["errors"]:
+                result["failures"].append(
+                    f"json_path {name} at {row['rate']}/s: errors={r['errors']}")
+    return result
+
+
+def markdown(result):
+    sat = result["saturation"]
+    out = ["### 1. JSON call through the passthrough (`POST " + result["path"] + "`)", ""]
+    out.append("Saturation (closed loop, 64 connections):")
+    out.append("")
+    rows = []
+    for name, r in sat.items():
+        rows.append([name, num(r["throughput_rps"]),
+                     ratio(r["throughput_rps"], sat.get("direct", {}).get("throughput_rps")),
+                     ratio(r["throughput_rps"], sat.get("nginx", {}).get("throughput_rps")),
+                     ms(r["latency"]["p50_ms"]), ms(r["latency"]["p99_ms"]),
+                     f"{r['cpu_seconds'].get('contender', 0):.1f}"])
+    out.append(table(["contender", "req/s", "× direct", "× nginx", "p50 ms", "p99 ms",
+                      "contender CPU s"], rows))
+    out.append("")
+    out.append("Fixed rates (open loop, latency from the intended send time; fraction of "
+               "sluice's saturation):")
+    out.append("")
+    rows = []
+    for row in result["rates"]:
+        direct = row["results"].get("direct")
+        for name, r in row["results"].items():
+            added50 = added99 = None
+            if direct and name != "direct":
+                added50 = r["latency"]["p50_ms"] - direct["latency"]["p50_ms"]
+                added99 = r["latency"]["p99_ms"] - direct["latency"]["p99_ms"]
+            rows.append([f"{row['rate']}/s ({row['fraction']:.0%})", name,
+                         num(r["throughput_rps"]), ms(r["latency"]["p50_ms"]),
+                         ms(r["latency"]["p99_ms"]), signed_ms(added50), signed_ms(added99),
+                         r["dropped"], sum(r["errors"].values())])
+    out.append(table(["rate", "contender", "done/s", "p50 ms", "p99 ms", "added p50",
+                      "added p99", "dropped", "errors"], rows))
+    return "\n".join(out)

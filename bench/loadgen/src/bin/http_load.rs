@@ -1,0 +1,246 @@
+//! `http-load`: repeats one HTTP call, either open-loop at a constant rate (`--rate`, latency
+//! counted from when each request was due, so queueing in a saturated server shows instead of
+//! being hidden by a waiting client) or closed-loop with `--connections` callers as fast as the
+//! server answers (`--rate 0`, to find saturation). Prints one JSON object on stdout.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use clap::Parser;
+use reqwest::Client;
+use serde::Serialize;
+use serde_json::json;
+use sluice_loadgen::latency::{Samples, Summary};
+use sluice_loadgen::request_spec::{RequestSpec, client};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+#[derive(Debug, Parser)]
+#[command(about = "Constant-rate (or closed-loop) HTTP load; JSON summary on stdout")]
+struct Args {
+    /// Target URL.
+    #[arg(long)]
+    url: String,
+    /// HTTP method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// JSON body sent with every request.
+    #[arg(long)]
+    body: Option<String>,
+    /// Extra header, `Name: value` (repeatable).
+    #[arg(long = "header")]
+    headers: Vec<String>,
+    /// Bearer tokens, one a line, used in turn.
+    #[arg(long)]
+    tokens_file: Option<String>,
+    /// Requests per second; 0 runs closed-loop with `--connections` callers.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Closed loop: concurrent callers. Open loop: most requests in flight before new ones
+    /// are dropped (counted as `dropped`: the server could not keep up).
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0)]
+    duration_secs: f64,
+    /// Seconds run first and not measured.
+    #[arg(long, default_value_t = 2.0)]
+    warmup_secs: f64,
+}
+
+/// What every finished request adds to.
+#[derive(Debug, Default)]
+struct Tally {
+    latency: Samples,
+    ok: u64,
+    errors: BTreeMap<String, u64>,
+    first_measured: Option<Instant>,
+    last_done: Option<Instant>,
+}
+
+impl Tally {
+    fn add(&mut self, due: Instant, outcome: Result<(), String>) {
+        let done = Instant::now();
+        match outcome {
+            Ok(()) => {
+                self.ok += 1;
+                self.latency.record(done - due);
+            }
+            Err(kind) => *self.errors.entry(kind).or_default() += 1,
+        }
+        self.first_measured = Some(self.first_measured.map_or(due, |first| first.min(due)));
+        self.last_done = Some(self.last_done.map_or(done, |last| last.max(done)));
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    mode: &'static str,
+    target_rate: f64,
+    connections: usize,
+    duration_secs: f64,
+    ok: u64,
+    errors: BTreeMap<String, u64>,
+    dropped: u64,
+    throughput_rps: f64,
+    latency: Summary,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(report) => println!("{}", json!(report)),
+        Err(message) => {
+            eprintln!("http-load: {message}");
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<Report, String> {
+    let spec = Arc::new(RequestSpec::from_args(
+        &args.method,
+        Some(&args.url),
+        None,
+        &args.headers,
+        args.tokens_file.as_deref(),
+        args.body.clone(),
+    )?);
+    let client = client(args.connections.max(1))?;
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let warmup = Duration::from_secs_f64(args.warmup_secs);
+    let measured = Duration::from_secs_f64(args.duration_secs);
+
+    let (mode, dropped) = if args.rate > 0.0 {
+        let dropped = open_loop(&args, &spec, &client, &tally, warmup, measured).await;
+        ("open", dropped)
+    } else {
+        closed_loop(&args, &spec, &client, &tally, warmup, measured).await;
+        ("closed", 0)
+    };
+
+    let tally = std::mem::take(&mut *tally.lock().unwrap_or_else(PoisonError::into_inner));
+    let span = match (tally.first_measured, tally.last_done) {
+        (Some(first), Some(last)) if last > first => (last - first).as_secs_f64(),
+        _ => measured.as_secs_f64(),
+    };
+    Ok(Report {
+        mode,
+        target_rate: args.rate,
+        connections: args.connections,
+        duration_secs: args.duration_secs,
+        ok: tally.ok,
+        throughput_rps: tally.ok as f64 / span,
+        errors: tally.errors,
+        dropped,
+        latency: tally.latency.summary(),
+    })
+}
+
+/// Sends request `i` at `start + i / rate`; returns how many were dropped because
+/// `--connections` requests were already in flight.
+async fn open_loop(
+    args: &Args,
+    spec: &Arc<RequestSpec>,
+    client: &Client,
+    tally: &Arc<Mutex<Tally>>,
+    warmup: Duration,
+    measured: Duration,
+) -> u64 {
+    let in_flight = Arc::new(Semaphore::new(args.connections.max(1)));
+    let interval = Duration::from_secs_f64(1.0 / args.rate);
+    let start = Instant::now();
+    let total = ((warmup + measured).as_secs_f64() * args.rate).ceil() as u64;
+    let warm_count = (warmup.as_secs_f64() * args.rate).ceil() as u64;
+    let mut dropped = 0;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..total {
+        let due = start + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(due).await;
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            if i >= warm_count {
+                dropped += 1;
+            }
+            continue;
+        };
+        let request = spec.build(client, i as usize);
+        let tally = tally.clone();
+        tasks.spawn(async move {
+            let outcome = call(request).await;
+            drop(permit);
+            if i >= warm_count {
+                tally
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .add(due, outcome);
+            }
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    dropped
+}
+
+/// `--connections` callers, each sending its next request when the last one is answered.
+async fn closed_loop(
+    args: &Args,
+    spec: &Arc<RequestSpec>,
+    client: &Client,
+    tally: &Arc<Mutex<Tally>>,
+    warmup: Duration,
+    measured: Duration,
+) {
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + measured;
+    let mut callers = tokio::task::JoinSet::new();
+    for caller in 0..args.connections.max(1) {
+        let spec = spec.clone();
+        let client = client.clone();
+        let tally = tally.clone();
+        callers.spawn(async move {
+            let mut i = caller;
+            loop {
+                let due = Instant::now();
+                if due >= end {
+                    break;
+                }
+                let outcome = call(spec.build(&client, i)).await;
+                if due >= measure_from {
+                    tally
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .add(due, outcome);
+                }
+                i += 1;
+            }
+        });
+    }
+    while callers.join_next().await.is_some() {}
+}
+
+/// Sends one request and reads the whole answer; a non-2xx status is an error named by code.
+async fn call(request: reqwest::RequestBuilder) -> Result<(), String> {
+    let response = request.send().await.map_err(|e| error_kind(&e))?;
+    let status = response.status();
+    response.bytes().await.map_err(|e| error_kind(&e))?;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("status_{}", status.as_u16()))
+    }
+}
+
+fn error_kind(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "timeout".into()
+    } else if error.is_connect() {
+        "connect".into()
+    } else if error.is_body() || error.is_decode() {
+        "body".into()
+    } else {
+        "request".into()
+    }
+}

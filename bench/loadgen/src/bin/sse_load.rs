@@ -1,0 +1,367 @@
+//! `sse-load`: opens `--streams` concurrent token streams (spread over `--ramp-ms`) and times
+//! every frame: time to first token from the request, every gap between two tokens, and per
+//! stream whether all `--expect-tokens` tokens arrived, in order (the answer text must equal
+//! the one most streams received: every stream asks the same question). Prints one JSON
+//! object on stdout; prints `all-streams-open` on stderr once every stream has received its
+//! first event, so a harness can measure memory (or start publishing) while all are open.
+//!
+//! The `progress` dialect is for sluice's progress streams: the harness publishes progress
+//! messages `bench:<seq>:<unix nanos>`; each one counts as a token, its publish-to-receive
+//! time is recorded, `seq` must arrive in order, and the stream is closed after
+//! `--expect-tokens` of them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, ValueEnum};
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde_json::{Value, json};
+use sluice_loadgen::latency::{Samples, Summary};
+use sluice_loadgen::request_spec::{RequestSpec, client};
+use sluice_loadgen::sse_frames::{Frame, FrameParser};
+use tokio::time::Instant;
+
+#[derive(Debug, Parser)]
+#[command(about = "Concurrent SSE token streams; JSON summary on stdout")]
+struct Args {
+    /// Target URL (or `--urls-file`).
+    #[arg(long)]
+    url: Option<String>,
+    /// URLs, one a line; stream `i` uses line `i % lines`.
+    #[arg(long)]
+    urls_file: Option<String>,
+    /// HTTP method.
+    #[arg(long, default_value = "POST")]
+    method: String,
+    /// JSON body sent with every request.
+    #[arg(long)]
+    body: Option<String>,
+    /// Extra header, `Name: value` (repeatable).
+    #[arg(long = "header")]
+    headers: Vec<String>,
+    /// Bearer tokens, one a line; stream `i` uses line `i % lines`.
+    #[arg(long)]
+    tokens_file: Option<String>,
+    /// How the stream is framed.
+    #[arg(long, value_enum, default_value_t = Dialect::Ai)]
+    dialect: Dialect,
+    /// Concurrent streams.
+    #[arg(long, default_value_t = 100)]
+    streams: usize,
+    /// Streams are opened evenly over this many milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    ramp_ms: u64,
+    /// Tokens every stream should deliver.
+    #[arg(long, default_value_t = 200)]
+    expect_tokens: usize,
+    /// Longest silence on a stream before it counts as failed.
+    #[arg(long, default_value_t = 60)]
+    idle_timeout_secs: u64,
+}
+
+/// The two stream dialects the benchmark meets.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Dialect {
+    /// `event: token` `data: {"content"}` … `event: complete` (sluice and the AI service).
+    Ai,
+    /// OpenAI `data: {chat.completion.chunk}` … `data: [DONE]`.
+    Openai,
+    /// sluice's `event: progress` stream carrying the harness's stamped messages.
+    Progress,
+}
+
+/// What one frame meant.
+enum Seen {
+    Token(String),
+    Stamped { seq: u64, published_nanos: u128 },
+    End,
+    Failure(String),
+    Other,
+}
+
+impl Dialect {
+    fn read(self, frame: &Frame) -> Seen {
+        match self {
+            Dialect::Ai => match frame.event.as_str() {
+                "token" => match serde_json::from_str::<Value>(&frame.data) {
+                    Ok(value) => Seen::Token(text_at(&value, &["content"])),
+                    Err(_) => Seen::Failure("malformed_token".into()),
+                },
+                "complete" => Seen::End,
+                "error" => Seen::Failure("error_event".into()),
+                _ => Seen::Other,
+            },
+            Dialect::Openai => {
+                if frame.data.trim() == "[DONE]" {
+                    return Seen::End;
+                }
+                match serde_json::from_str::<Value>(&frame.data) {
+                    Ok(value) if value.get("error").is_some() => {
+                        Seen::Failure("error_chunk".into())
+                    }
+                    Ok(value) => {
+                        let delta = &value["choices"][0]["delta"];
+                        match delta.get("content").and_then(Value::as_str) {
+                            Some(content) if !content.is_empty() => Seen::Token(content.to_owned()),
+                            _ => Seen::Other,
+                        }
+                    }
+                    Err(_) => Seen::Failure("malformed_chunk".into()),
+                }
+            }
+            Dialect::Progress => match frame.event.as_str() {
+                "progress" => serde_json::from_str::<Value>(&frame.data)
+                    .ok()
+                    .and_then(|v| v.get("message").and_then(Value::as_str).and_then(stamp))
+                    .map_or(Seen::Other, |(seq, published_nanos)| Seen::Stamped {
+                        seq,
+                        published_nanos,
+                    }),
+                "complete" => Seen::End,
+                "error" => Seen::Failure("error_event".into()),
+                _ => Seen::Other,
+            },
+        }
+    }
+}
+
+/// Reads `bench:<seq>:<unix nanos>`.
+fn stamp(message: &str) -> Option<(u64, u128)> {
+    let mut parts = message.strip_prefix("bench:")?.split(':');
+    let seq = parts.next()?.parse().ok()?;
+    let nanos = parts.next()?.parse().ok()?;
+    Some((seq, nanos))
+}
+
+fn unix_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+fn text_at(value: &Value, path: &[&str]) -> String {
+    let mut at = value;
+    for key in path {
+        at = &at[*key];
+    }
+    at.as_str().unwrap_or_default().to_owned()
+}
+
+/// How one stream went.
+#[derive(Debug, Default)]
+struct Outcome {
+    first_token: Option<Duration>,
+    gaps: Samples,
+    delivery: Samples,
+    tokens: usize,
+    last_seq: Option<u64>,
+    seq_broken: bool,
+    text_hash: u64,
+    ended: bool,
+    failure: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    streams: usize,
+    expected_tokens_per_stream: usize,
+    streams_complete: usize,
+    streams_failed: usize,
+    failures: BTreeMap<String, usize>,
+    tokens_received: usize,
+    frames_lost: usize,
+    streams_out_of_order: usize,
+    wall_secs: f64,
+    time_to_first_token: Summary,
+    gap_between_tokens: Summary,
+    /// `progress` dialect only: publish (by the harness) to receipt here.
+    publish_to_browser: Summary,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(report) => println!("{}", json!(report)),
+        Err(message) => {
+            eprintln!("sse-load: {message}");
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<Report, String> {
+    let spec = Arc::new(RequestSpec::from_args(
+        &args.method,
+        args.url.as_deref(),
+        args.urls_file.as_deref(),
+        &args.headers,
+        args.tokens_file.as_deref(),
+        args.body.clone(),
+    )?);
+    let client = client(args.streams.max(1))?;
+    let started = Arc::new(AtomicUsize::new(0));
+    let idle = Duration::from_secs(args.idle_timeout_secs);
+    let begin = Instant::now();
+    let step = Duration::from_millis(args.ramp_ms).div_f64(args.streams.max(1) as f64);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..args.streams {
+        tokio::time::sleep_until(begin + step.mul_f64(i as f64)).await;
+        let request = spec.build(&client, i);
+        let started = started.clone();
+        let (dialect, total, expect) = (args.dialect, args.streams, args.expect_tokens);
+        tasks.spawn(
+            async move { one_stream(request, dialect, idle, &started, total, expect).await },
+        );
+    }
+    let mut outcomes = Vec::with_capacity(args.streams);
+    while let Some(joined) = tasks.join_next().await {
+        outcomes.push(joined.unwrap_or_else(|e| Outcome {
+            failure: Some(format!("task_{e}")),
+            ..Outcome::default()
+        }));
+    }
+    Ok(summarise(&args, outcomes, begin.elapsed()))
+}
+
+async fn one_stream(
+    request: reqwest::RequestBuilder,
+    dialect: Dialect,
+    idle: Duration,
+    started: &AtomicUsize,
+    total: usize,
+    expect: usize,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    let sent = Instant::now();
+    let response = match tokio::time::timeout(idle, request.send()).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => return failed(outcome, if e.is_connect() { "connect" } else { "request" }),
+        Err(_) => return failed(outcome, "timeout_headers"),
+    };
+    if !response.status().is_success() {
+        let kind = format!("status_{}", response.status().as_u16());
+        return failed(outcome, &kind);
+    }
+    let mut body = response.bytes_stream();
+    let mut parser = FrameParser::default();
+    let mut hasher = DefaultHasher::new();
+    let mut last_token: Option<Instant> = None;
+    let mut opened = false;
+    while !outcome.ended && outcome.failure.is_none() {
+        let chunk = match tokio::time::timeout(idle, body.next()).await {
+            Ok(Some(Ok(chunk))) => chunk,
+            Ok(Some(Err(_))) => return failed(outcome, "body_error"),
+            Ok(None) => return failed(outcome, "closed_before_end"),
+            Err(_) => return failed(outcome, "idle_timeout"),
+        };
+        let now = Instant::now();
+        parser.push(&chunk, |frame| {
+            if !opened {
+                opened = true;
+                if started.fetch_add(1, Ordering::Relaxed) + 1 == total {
+                    eprintln!("all-streams-open");
+                }
+            }
+            let content = match dialect.read(&frame) {
+                Seen::Token(content) => content,
+                Seen::Stamped {
+                    seq,
+                    published_nanos,
+                } => {
+                    let micros = unix_nanos().saturating_sub(published_nanos) / 1000;
+                    let micros = u64::try_from(micros).unwrap_or(u64::MAX);
+                    outcome.delivery.record(Duration::from_micros(micros));
+                    if outcome.last_seq.is_some_and(|last| seq != last + 1) {
+                        outcome.seq_broken = true;
+                    }
+                    outcome.last_seq = Some(seq);
+                    String::new()
+                }
+                Seen::End => {
+                    outcome.ended = true;
+                    return;
+                }
+                Seen::Failure(kind) => {
+                    outcome.failure = Some(kind);
+                    return;
+                }
+                Seen::Other => return,
+            };
+            match last_token {
+                None => outcome.first_token = Some(now - sent),
+                Some(last) => outcome.gaps.record(now - last),
+            }
+            last_token = Some(now);
+            outcome.tokens += 1;
+            content.hash(&mut hasher);
+            if matches!(dialect, Dialect::Progress) && outcome.tokens == expect {
+                outcome.ended = true;
+            }
+        });
+    }
+    outcome.text_hash = hasher.finish();
+    outcome
+}
+
+fn failed(mut outcome: Outcome, kind: &str) -> Outcome {
+    outcome.failure = Some(kind.to_owned());
+    outcome
+}
+
+fn summarise(args: &Args, outcomes: Vec<Outcome>, wall: Duration) -> Report {
+    // The answer most complete streams received is the reference for "in order".
+    let mut hashes: HashMap<u64, usize> = HashMap::new();
+    for outcome in outcomes.iter().filter(|o| o.tokens == args.expect_tokens) {
+        *hashes.entry(outcome.text_hash).or_default() += 1;
+    }
+    let reference = hashes
+        .into_iter()
+        .max_by_key(|&(_, n)| n)
+        .map(|(hash, _)| hash);
+
+    let mut first_tokens = Samples::default();
+    let mut gaps = Samples::default();
+    let mut delivery = Samples::default();
+    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut complete, mut tokens, mut lost, mut out_of_order) = (0, 0, 0, 0);
+    for outcome in outcomes {
+        tokens += outcome.tokens;
+        lost += args.expect_tokens.saturating_sub(outcome.tokens);
+        if outcome.tokens > args.expect_tokens
+            || (outcome.tokens == args.expect_tokens && Some(outcome.text_hash) != reference)
+            || outcome.seq_broken
+        {
+            out_of_order += 1;
+        }
+        if let Some(first) = outcome.first_token {
+            first_tokens.record(first);
+        }
+        gaps.absorb(outcome.gaps);
+        delivery.absorb(outcome.delivery);
+        match outcome.failure {
+            Some(kind) => *failures.entry(kind).or_default() += 1,
+            None if outcome.ended && outcome.tokens == args.expect_tokens => complete += 1,
+            None => *failures.entry("incomplete".into()).or_default() += 1,
+        }
+    }
+    Report {
+        streams: args.streams,
+        expected_tokens_per_stream: args.expect_tokens,
+        streams_complete: complete,
+        streams_failed: args.streams - complete,
+        failures,
+        tokens_received: tokens,
+        frames_lost: lost,
+        streams_out_of_order: out_of_order,
+        wall_secs: wall.as_secs_f64(),
+        time_to_first_token: first_tokens.summary(),
+        gap_between_tokens: gaps.summary(),
+        publish_to_browser: delivery.summary(),
+    }
+}

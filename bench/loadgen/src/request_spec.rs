@@ -1,0 +1,105 @@
+//! The request every load generator repeats: method, URLs, headers and body, from the command
+//! line, plus the HTTP client tuned for many connections to one host.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Client, Method, RequestBuilder};
+
+/// One request shape; several URLs or bearer tokens are used in turn (stream `i` takes entry
+/// `i % len`), so many conversations or users can be spread over one run.
+#[derive(Debug, Clone)]
+pub struct RequestSpec {
+    /// HTTP method.
+    pub method: Method,
+    /// Target URLs, used in turn.
+    pub urls: Vec<String>,
+    /// Extra headers sent on every request.
+    pub headers: HeaderMap,
+    /// Bearer tokens, used in turn; empty means no `Authorization` header is added.
+    pub bearer_tokens: Vec<String>,
+    /// JSON body, if any.
+    pub body: Option<String>,
+}
+
+impl RequestSpec {
+    /// Builds the spec from command-line values: `headers` as `Name: value`, `urls_file` and
+    /// `tokens_file` with one entry a line.
+    pub fn from_args(
+        method: &str,
+        url: Option<&str>,
+        urls_file: Option<&str>,
+        headers: &[String],
+        tokens_file: Option<&str>,
+        body: Option<String>,
+    ) -> Result<Self, String> {
+        let method = Method::from_bytes(method.as_bytes()).map_err(|e| format!("--method: {e}"))?;
+        let mut urls: Vec<String> = url.map(str::to_owned).into_iter().collect();
+        if let Some(path) = urls_file {
+            urls.extend(lines(path)?);
+        }
+        if urls.is_empty() {
+            return Err("give --url or --urls-file".into());
+        }
+        let mut header_map = HeaderMap::new();
+        for header in headers {
+            let (name, value) = header
+                .split_once(':')
+                .ok_or_else(|| format!("--header {header:?}: expected `Name: value`"))?;
+            let name = HeaderName::from_bytes(name.trim().as_bytes())
+                .map_err(|e| format!("--header name: {e}"))?;
+            let value =
+                HeaderValue::from_str(value.trim()).map_err(|e| format!("--header value: {e}"))?;
+            header_map.append(name, value);
+        }
+        let bearer_tokens = match tokens_file {
+            Some(path) => lines(path)?,
+            None => Vec::new(),
+        };
+        Ok(Self {
+            method,
+            urls,
+            headers: header_map,
+            bearer_tokens,
+            body,
+        })
+    }
+
+    /// The `index`-th request.
+    pub fn build(&self, client: &Client, index: usize) -> RequestBuilder {
+        let url = &self.urls[index % self.urls.len()];
+        let mut request = client
+            .request(self.method.clone(), url)
+            .headers(self.headers.clone());
+        if !self.bearer_tokens.is_empty() {
+            request = request.bearer_auth(&self.bearer_tokens[index % self.bearer_tokens.len()]);
+        }
+        if let Some(body) = &self.body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+        }
+        request
+    }
+}
+
+/// An HTTP/1.1 client that keeps up to `idle_per_host` connections open to the target.
+pub fn client(idle_per_host: usize) -> Result<Client, String> {
+    Client::builder()
+        .http1_only()
+        .pool_max_idle_per_host(idle_per_host)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| format!("building the HTTP client: {e}"))
+}
+
+fn lines(path: &str) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {path}: {e}"))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
