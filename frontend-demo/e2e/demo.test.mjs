@@ -24,6 +24,8 @@ import { holdStreams, releaseStreams, resetMock, setFaults, waitForStats } from 
 
 const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url));
 const AI_UNAVAILABLE = /The AI service is unavailable right now; try again in a moment/;
+/** What the mock puts in its failure details on purpose; the page must never show it. */
+const LEAK_CANARY = 'mock-leak-canary';
 const TEST_TIMEOUT_MS = 120000;
 
 /** The stored messages of a conversation, read with the page's own cookie. */
@@ -87,6 +89,69 @@ describe('sluice demo page', { skip: SKIP, timeout: TEST_TIMEOUT_MS }, () => {
     );
   });
 
+  test('a conversation still generating, opened from the list, is followed on /events to its chat', async () => {
+    const { page } = session;
+    await signIn(page);
+    await createScenario(page);
+    // Slow stages leave time to leave the creation half-way; the list shows it once it exists.
+    await setFaults('slow', 1, { routes: ['generate'], slow_ms: 1500 });
+
+    const streams = [];
+    page.on('request', (request) => {
+      const url = new URL(request.url());
+      if (request.resourceType() === 'eventsource') streams.push(url.pathname);
+    });
+    await page.getByTestId('create-conversation').click();
+    await page.waitForFunction(() => {
+      const value = Number(document.querySelector('[data-testid="progress-bar"]')?.getAttribute('aria-valuenow'));
+      return value > 0 && value < 100;
+    });
+    // This user's only conversation, listed (pending or generating) as soon as it exists.
+    const item = page.getByTestId('conversation-item').first();
+    await item.waitFor();
+    assert.match((await item.getAttribute('data-status')) ?? '', /^(pending|generating)$/);
+    const conversationId = await item.getAttribute('data-conversation-id');
+    await item.click();
+
+    // The follow screen restates where the generation stands, then goes on to 100 and the chat.
+    await page.locator('[data-testid="progress-bar"][data-status="generating"]').waitFor();
+    await recordInPage(page, 'follow', { selector: '[data-testid="progress-bar"]', attributes: ['aria-valuenow'] });
+    const chat = page.getByTestId('chat');
+    await chat.waitFor({ timeout: 60000 });
+    assert.equal(await chat.getAttribute('data-conversation-id'), conversationId);
+
+    const values = (await readRecording(page, 'follow')).map((entry) => Number(entry['aria-valuenow']));
+    assert.ok(values[0] > 0, `the follow screen starts from the stored progress, not 0 (saw ${values.join(', ')})`);
+    assert.equal(values.at(-1), 100, `the bar ends at 100 (saw ${values.join(', ')})`);
+    for (let i = 1; i < values.length; i += 1) {
+      assert.ok(values[i] >= values[i - 1], `the bar never moves backwards (saw ${values.join(', ')})`);
+    }
+    assert.deepEqual(
+      streams,
+      ['/api/conversations/create-stream', `/api/conversations/${conversationId}/events`],
+      'one stream to create, one to follow; no second conversation created',
+    );
+  });
+
+  test('when the generation fails the page says so in words, without the internal detail', async () => {
+    const { page } = session;
+    await signIn(page);
+    await createScenario(page);
+    await setFaults('error', 1, { routes: ['generate'] });
+
+    await page.getByTestId('create-conversation').click();
+    await page.locator('[data-testid="progress-bar"][data-status="failed"]').waitFor({ timeout: 60000 });
+    const panel = page.locator('.progress-panel');
+    assert.match(await panel.getByTestId('error').textContent(), AI_UNAVAILABLE);
+    assert.ok(!(await page.content()).includes(LEAK_CANARY), 'the internal failure detail never reaches the page');
+
+    // The failed conversation is listed as such, and trying again creates one that completes.
+    await page.locator('[data-testid="conversation-item"][data-status="failed"]').waitFor();
+    await setFaults('none', 0);
+    await page.getByTestId('retry-conversation').click();
+    await page.getByTestId('chat').waitFor({ timeout: 60000 });
+  });
+
   test('an answer streams into the bubble token by token and ends as the stored message', async () => {
     const { page } = session;
     await signIn(page);
@@ -132,6 +197,41 @@ describe('sluice demo page', { skip: SKIP, timeout: TEST_TIMEOUT_MS }, () => {
     assert.equal(stored?.status, 'completed');
     assert.equal(finalText, stored?.content, 'the bubble ends as the stored message');
     assert.equal(await answer.bubble.getByTestId('typing-cursor').count(), 0, 'no cursor once complete');
+  });
+
+  test('leaving the chat mid-answer cancels the AI stream and keeps the partial answer as interrupted', async () => {
+    const { page } = session;
+    await signIn(page);
+    await createScenario(page);
+    const conversationId = await openNewConversation(page);
+
+    await holdStreams(2);
+    await sendMessage(page, 'Tell me about the lanterns.');
+    await waitForStats((stats) => stats.streams_held >= 1);
+    await page.waitForFunction(() => {
+      const bubbles = document.querySelectorAll('[data-testid="assistant-bubble"]');
+      return (bubbles[bubbles.length - 1]?.querySelector('[data-testid="bubble-text"]')?.textContent ?? '').includes(' ');
+    });
+    const partial = await lastAnswer(page).text.textContent();
+
+    await page.getByTestId('back').click();
+    await waitForStats((stats) => stats.streams_cancelled >= 1);
+    // The gateway stores the partial text once it sees the browser go; poll its API (bounded).
+    let stored;
+    const deadline = Date.now() + 10000;
+    do {
+      stored = (await storedMessages(page, conversationId)).filter((m) => m.role === 'assistant').at(-1);
+      if (stored?.status === 'interrupted') break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    } while (Date.now() < deadline);
+    assert.equal(stored?.status, 'interrupted');
+    assert.equal(stored?.content, partial, 'the stored partial answer is what the page had shown');
+
+    // Reopened, the chat shows the partial answer marked as interrupted.
+    await page.locator(`[data-testid="conversation-item"][data-conversation-id="${conversationId}"]`).click();
+    await waitForLastAnswer(page, 'interrupted');
+    assert.equal(await lastAnswer(page).text.textContent(), partial);
+    assert.match(await lastAnswer(page).bubble.textContent(), /interrupted/);
   });
 
   test('when the AI service fails the page says so and stays usable; a retry works once it recovers', async () => {

@@ -15,8 +15,11 @@ async function call(method, path, body) {
 
 /** Back to a healthy mock: no faults, nothing held. */
 export const resetMock = () => call('POST', '/__mock/reset', {});
-/** `mode` is none|error|hang|slow|malformed|drop_mid_stream; `rate` 0..1 of calls affected. */
-export const setFaults = (mode, rate) => call('POST', '/__mock/faults', { mode, rate });
+/**
+ * `mode` is none|error|hang|slow|malformed|drop_mid_stream; `rate` 0..1 of calls affected;
+ * `options` may limit the routes (`{ routes: ['generate'] }`) or set `slow_ms`.
+ */
+export const setFaults = (mode, rate, options = {}) => call('POST', '/__mock/faults', { mode, rate, ...options });
 /** Chat streams pause after `afterTokens` tokens until `release()`. */
 export const holdStreams = (afterTokens) => call('POST', '/__mock/hold', { after_tokens: afterTokens });
 /** Lets every held chat stream go on (and stops holding new ones). */
