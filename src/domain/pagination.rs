@@ -10,8 +10,12 @@ use crate::store::Page;
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1..=100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
-    /// Id of the last item already seen.
+    /// Id (UUID) of the last item already seen; empty means none.
+    #[param(
+        pattern = r"^$|^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub before: Option<String>,
 }
 

@@ -7,7 +7,7 @@ mod schemas;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-pub use schemas::Problem;
+pub use schemas::{ChatCompletionRequest, Problem, ProgressReport};
 
 use crate::routes;
 
@@ -56,6 +56,7 @@ use crate::routes;
         schemas::ProgressEvent,
         schemas::ConversationCompleteEvent,
         schemas::ConversationErrorEvent,
+        ProgressReport,
     )),
     modifiers(&Security),
     tags(

@@ -96,3 +96,50 @@ pub struct ConversationErrorEvent {
     /// For a person.
     pub message: String,
 }
+
+/// Body of the internal events route: a progress message as the AI service would publish it
+/// on `conversation:{id}` (parsed by `domain::progress::ProgressMessage`).
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ProgressReport {
+    /// Generation moved forward.
+    Progress {
+        /// 0..=100; stored as at most 99 until the conversation completes.
+        progress: i64,
+        /// What the AI service is doing, for people.
+        message: Option<String>,
+    },
+    /// Generation finished (the messages come by the complete callback).
+    Complete {
+        /// Echo of the conversation id; not relied on.
+        conversation_id: Option<String>,
+    },
+    /// Generation failed; the reason is logged, never shown to users.
+    Failed {
+        /// Why, for the logs.
+        error: Option<String>,
+    },
+}
+
+/// The part of an OpenAI chat completion request that the upstreams rely on; every other
+/// field is passed on untouched.
+#[derive(Serialize, ToSchema)]
+pub struct ChatCompletionRequest {
+    /// Model name; upstreams may serve another.
+    pub model: Option<String>,
+    /// The conversation so far.
+    #[schema(min_items = 1)]
+    pub messages: Vec<ChatCompletionMessage>,
+    /// `true`: Server-Sent Events of `chat.completion.chunk`s.
+    #[serde(default)]
+    pub stream: bool,
+}
+
+/// One message of a chat completion request.
+#[derive(Serialize, ToSchema)]
+pub struct ChatCompletionMessage {
+    /// `system`, `user`, `assistant`, …
+    pub role: String,
+    /// The text, or OpenAI's multi-part array; passed on as it is.
+    pub content: Option<serde_json::Value>,
+}

@@ -19,7 +19,9 @@ const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Request body.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct DevLogin {
-    /// 1..=64 letters, digits, `_ - . @`.
+    /// 1..=64 letters, digits, `_ - . @` (Unicode letters and surrounding blanks are
+    /// accepted too).
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9_.@-]+$")]
     username: String,
 }
 

@@ -24,7 +24,9 @@ use crate::store::Message;
 #[derive(Debug, Deserialize, ToSchema, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SendMessage {
-    /// 1..=8000 characters.
+    /// 1..=8000 characters, not blank.
+    #[schema(min_length = 1, max_length = 8000, pattern = r"\S")]
+    #[param(min_length = 1, max_length = 8000, pattern = r"\S")]
     content: String,
 }
 

@@ -43,7 +43,7 @@ pub async fn require_ai_key(
     tag = "internal",
     security(("ai_api_key" = [])),
     params(("id" = String, Path, format = Uuid, description = "Conversation id")),
-    request_body(content = Object, description = "A Redis progress message: `{\"event\":\"progress\",\"progress\",\"message\"}`, `{\"event\":\"complete\"}` or `{\"event\":\"failed\",\"error\"}`"),
+    request_body(content = crate::openapi::ProgressReport, description = "A Redis progress message (CONTRACT.md section 5); unknown fields are ignored"),
     responses(
         (status = 204, description = "Stored and relayed to the conversation's streams"),
         (status = 400, body = crate::openapi::Problem, content_type = "application/problem+json"),

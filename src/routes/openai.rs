@@ -23,9 +23,12 @@ use crate::upstream::CallError;
     path = "/v1/chat/completions",
     tag = "openai",
     security(("bearer" = []), ("cookie" = [])),
-    request_body(content = Object, description = "An OpenAI chat completion request"),
+    request_body(content = crate::openapi::ChatCompletionRequest, description = "An OpenAI chat completion request, passed on as it is"),
     responses(
-        (status = 200, description = "A `chat.completion` object, or with `stream: true` Server-Sent Events of `chat.completion.chunk` objects ending with `data: [DONE]`; a failure after the first chunk is an error chunk, then `[DONE]`", content_type = "application/json"),
+        (status = 200, description = "A `chat.completion` object, or with `stream: true` Server-Sent Events of `chat.completion.chunk` objects ending with `data: [DONE]`; a failure after the first chunk is an error chunk, then `[DONE]`", content(
+            (Object = "application/json"),
+            ("text/event-stream"),
+        )),
         (status = 400, body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 429, body = crate::openapi::Problem, content_type = "application/problem+json"),

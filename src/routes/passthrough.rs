@@ -43,9 +43,11 @@ const FORWARDED_REQUEST_HEADERS: [HeaderName; 4] = [
     responses(
         (status = 200, description = "The AI service's answer (status, body and safe headers kept)"),
         (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 502, body = crate::openapi::Problem, content_type = "application/problem+json", description = "upstream_error"),
         (status = 503, body = crate::openapi::Problem, content_type = "application/problem+json", description = "ai_unavailable (breaker open), with Retry-After"),
         (status = 504, body = crate::openapi::Problem, content_type = "application/problem+json", description = "upstream_timeout"),
+        (status = "default", description = "Any other status the AI service answered (e.g. 404 for a path it does not know), relayed with its body"),
     )
 )]
 pub async fn forward_ai(
@@ -66,9 +68,11 @@ pub async fn forward_ai(
     responses(
         (status = 200, description = "The AI service's answer"),
         (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 502, body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 504, body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = "default", description = "Any other status the AI service answered, relayed with its body"),
     )
 )]
 pub async fn forward_search(

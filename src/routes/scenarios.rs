@@ -19,9 +19,11 @@ use crate::store::Scenario;
 /// Request body of `POST /api/scenarios`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateScenario {
-    /// The novel to search.
+    /// The novel to search: 1..=200 characters, not blank.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     novel_id: String,
-    /// 1..=4000 characters.
+    /// 1..=4000 characters, not blank.
+    #[schema(min_length = 1, max_length = 4000, pattern = r"\S")]
     description: String,
 }
 

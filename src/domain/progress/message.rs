@@ -2,7 +2,8 @@
 //! `conversation:{id}` or on the internal events route. Parsed here once, so a malformed
 //! message is recognised (and skipped) in one place.
 
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// One message from the AI service about a conversation's generation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -11,6 +12,7 @@ pub enum ProgressMessage {
     /// Generation moved forward.
     Progress {
         /// 0..=100 (stored as at most 99 until completion).
+        #[serde(deserialize_with = "whole_number")]
         progress: i64,
         /// What the AI service is doing, for people.
         #[serde(default)]
@@ -32,6 +34,22 @@ pub enum ProgressMessage {
         #[serde(default)]
         error: Option<String>,
     },
+}
+
+/// `20` or `20.0`: JSON has one number type, and services written in Python or JavaScript
+/// may send a whole number as a float.
+fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(whole) = number.as_i64() {
+        return Ok(whole);
+    }
+    match number.as_f64() {
+        // Below 2^63 in magnitude, so the conversion is exact for a whole number.
+        Some(float) if float.fract() == 0.0 && float.abs() < 9.2e18 => Ok(float as i64),
+        _ => Err(D::Error::custom(format!(
+            "invalid value: {number}, expected a whole number"
+        ))),
+    }
 }
 
 /// A payload that is not one of the contract's messages.
@@ -86,6 +104,25 @@ mod tests {
                 error: Some("boom".into())
             }
         );
+    }
+
+    #[test]
+    fn a_whole_number_sent_as_a_float_is_a_progress() {
+        assert_eq!(
+            ProgressMessage::parse(r#"{"event":"progress","progress":40.0}"#).unwrap(),
+            ProgressMessage::Progress {
+                progress: 40,
+                message: None,
+                seq: None,
+            }
+        );
+        for bad in [
+            r#"{"event":"progress","progress":40.5}"#,
+            r#"{"event":"progress","progress":1e300}"#,
+            r#"{"event":"progress","progress":"40"}"#,
+        ] {
+            assert!(ProgressMessage::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
