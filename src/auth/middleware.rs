@@ -1,5 +1,7 @@
 //! The authentication middleware and the `AuthUser` extractor.
 
+use std::sync::Arc;
+
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
@@ -41,9 +43,9 @@ pub struct AuthState {
     /// Verifies tokens.
     pub authenticator: Authenticator,
     /// Cookie carrying the token.
-    pub cookie_name: String,
+    pub cookie_name: Arc<str>,
     /// CSRF origins.
-    pub origins: OriginPolicy,
+    pub origins: Arc<OriginPolicy>,
 }
 
 /// Middleware for every user route: verifies the token, applies the CSRF rule to cookie
@@ -74,7 +76,7 @@ pub async fn authenticate(
         None => {
             let jar = CookieJar::from_headers(headers);
             let token = jar
-                .get(&state.cookie_name)
+                .get(&state.cookie_name[..])
                 .map(|c| c.value().to_string())
                 .ok_or_else(|| ApiError::from(AuthError::Missing))?;
             (token, TokenSource::Cookie)

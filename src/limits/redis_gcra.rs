@@ -30,7 +30,7 @@ return {1, 0, remaining, new_tat - now}
 #[derive(Clone)]
 pub struct RedisLimiter {
     link: RedisLink,
-    script: redis::Script,
+    script: std::sync::Arc<redis::Script>,
 }
 
 impl RedisLimiter {
@@ -38,7 +38,7 @@ impl RedisLimiter {
     pub fn new(link: RedisLink) -> Self {
         Self {
             link,
-            script: redis::Script::new(GCRA),
+            script: std::sync::Arc::new(redis::Script::new(GCRA)),
         }
     }
 

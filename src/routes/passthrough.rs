@@ -119,10 +119,7 @@ async fn forward(
             upstream.headers_mut().insert(name, value.clone());
         }
     }
-    let limited = http_body_util::Limited::new(request.into_body(), MAX_BODY_BYTES);
-    *upstream.body_mut() = Some(reqwest::Body::wrap_stream(
-        Body::new(limited).into_data_stream(),
-    ));
+    *upstream.body_mut() = upstream_body(request).await?;
 
     let started = Instant::now();
     let ctx = call_context(Some(&user));
@@ -186,6 +183,39 @@ async fn forward(
     *out.status_mut() = status;
     *out.headers_mut() = headers;
     Ok(out)
+}
+
+/// Small bodies of known length are sent in one piece (no chunked encoding for the AI
+/// service to parse); large or unknown-length bodies are streamed, capped at 1 MiB.
+async fn upstream_body(request: Request) -> Result<Option<reqwest::Body>, ApiError> {
+    const BUFFERED_UP_TO: u64 = 64 * 1024;
+    let length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let chunked = request.headers().contains_key(header::TRANSFER_ENCODING);
+    match length {
+        Some(0) => Ok(None),
+        None if !chunked => Ok(None),
+        Some(len) if len <= BUFFERED_UP_TO => {
+            let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+                .await
+                .map_err(|_| {
+                    ApiError::new(
+                        ErrorCode::PayloadTooLarge,
+                        "request body is larger than 1 MiB",
+                    )
+                })?;
+            Ok(Some(reqwest::Body::from(bytes)))
+        }
+        _ => {
+            let limited = http_body_util::Limited::new(request.into_body(), MAX_BODY_BYTES);
+            Ok(Some(reqwest::Body::wrap_stream(
+                Body::new(limited).into_data_stream(),
+            )))
+        }
+    }
 }
 
 /// Response headers minus hop-by-hop ones and cookies (the AI service never sets ours).
