@@ -128,7 +128,11 @@ impl Application {
                 addr: settings.bind_addr,
                 source,
             })?;
-        let store = Store::connect(settings.database.url.expose()).await?;
+        let store = Store::connect_with(
+            settings.database.url.expose(),
+            settings.database.max_connections,
+        )
+        .await?;
         store.migrate().await?;
 
         let metrics = Metrics::new();

@@ -41,6 +41,8 @@ impl ConfigError {
 pub struct DatabaseSettings {
     /// `sqlite://…` or `postgres://…`; may contain a password.
     pub url: Secret<String>,
+    /// `DATABASE_MAX_CONNECTIONS`: pool size (default per back end, see `Store`).
+    pub max_connections: Option<u32>,
 }
 
 /// How user JWTs are verified (at most one key source is used: secret, PEM file, JWKS).
@@ -233,6 +235,10 @@ impl Settings {
                     p.string("DATABASE_URL")
                         .unwrap_or_else(|| "sqlite://sluice.db?mode=rwc".to_string()),
                 ),
+                max_connections: match p.string("DATABASE_MAX_CONNECTIONS") {
+                    Some(_) => Some(p.positive("DATABASE_MAX_CONNECTIONS", 1)?),
+                    None => None,
+                },
             },
             redis_url: p.secret("REDIS_URL"),
             ai: AiSettings {

@@ -55,8 +55,15 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects lazily-checked: the pool is created and one connection is tried.
+    /// Connects with the default pool size for the back end.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, None).await
+    }
+
+    /// Connects with at most `max_connections` (default: 8 for SQLite, whose writes are
+    /// serialised anyway; 32 for PostgreSQL, enough for bursts of stream starts while two
+    /// instances stay well under the server's default limit of 100).
+    pub async fn connect_with(url: &str, max_connections: Option<u32>) -> Result<Self, StoreError> {
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -67,10 +74,10 @@ impl Store {
         };
         let options = AnyPoolOptions::new()
             .acquire_timeout(Duration::from_secs(3))
-            .max_connections(match backend {
+            .max_connections(max_connections.unwrap_or(match backend {
                 Backend::Sqlite => 8,
-                Backend::Postgres => 16,
-            })
+                Backend::Postgres => 32,
+            }))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
