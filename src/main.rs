@@ -172,7 +172,10 @@ async fn mock_ai() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    telemetry::init(sluice::config::LogFormat::Json);
+    match sluice::config::LogFormat::from_env() {
+        Ok(format) => telemetry::init(format),
+        Err(err) => return config_failure(&err),
+    }
     match sluice::sim::run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

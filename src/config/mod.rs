@@ -140,6 +140,13 @@ pub enum LogFormat {
     Json,
 }
 
+impl LogFormat {
+    /// `LOG_FORMAT` alone, for commands that need no other setting (`sluice mock-ai`).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Parser::new(&RawConfig::load(None)?).log_format("LOG_FORMAT")
+    }
+}
+
 /// Every setting of the gateway, validated.
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -168,3 +168,16 @@ async fn migrate_applies_migrations_to_a_fresh_database() {
         .unwrap();
     assert!(scenarios.is_empty(), "tables exist");
 }
+
+#[tokio::test]
+async fn mock_ai_validates_its_configuration_too() {
+    let output = bare_command()
+        .arg("mock-ai")
+        .env("AI_API_KEY", "mock-key")
+        .env("LOG_FORMAT", "xml")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("LOG_FORMAT"));
+}
