@@ -150,16 +150,6 @@ impl ApiError {
         }))
     }
 
-    /// The code of this error.
-    pub fn code(&self) -> ErrorCode {
-        self.0.code
-    }
-
-    /// The client-facing detail.
-    pub fn detail(&self) -> &str {
-        &self.0.detail
-    }
-
     /// 401 with the `WWW-Authenticate` challenge the contract requires.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(ErrorCode::Unauthorized, detail)

@@ -91,11 +91,6 @@ impl Store {
         Ok(Self { pool, backend })
     }
 
-    /// The back end in use.
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
     /// Applies pending migrations (idempotent).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self.backend {
