@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
-use crate::domain::chat::{Chat, ChatEvent};
+use crate::domain::chat::{Chat, ChatEvent, check_content};
 use crate::error::ApiError;
 use crate::http::call_context::call_context;
 use crate::http::extract::{AppJson, AppPath, AppQuery};
@@ -137,10 +137,11 @@ async fn answer(
     id: ConversationId,
     content: String,
 ) -> Result<Response, ApiError> {
-    let chat = chat(&state);
-    let turn = chat.prepare(&user.id, id, content).await?;
+    check_content(&content)?;
     let slot = state.streams.acquire(&user.id).map_err(ApiError::from)?;
-    let events = chat.start(turn, call_context(Some(&user)), slot).await?;
+    let events = chat(&state)
+        .start(&user.id, id, content, call_context(Some(&user)), slot)
+        .await?;
     Ok(sse_response(
         events.map(sse_event),
         state.settings.sse_keepalive,

@@ -14,8 +14,9 @@ mod scenarios;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 
+pub use messages::TurnStart;
 pub use model::{
     Conversation, ConversationStatus, Message, MessageRole, MessageStatus, NewMessage, Page,
     ProgressUpdate, Scenario, TerminalOutcome,
@@ -37,6 +38,9 @@ pub enum StoreError {
     #[error("unsupported database URL scheme (use sqlite:// or postgres://)")]
     UnsupportedScheme,
 }
+
+/// A pooled connection idle this long is pinged before use.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(2);
 
 /// Which SQL back end the store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +78,19 @@ impl Store {
         };
         let options = AnyPoolOptions::new()
             .acquire_timeout(Duration::from_secs(3))
+            // sqlx pings every connection it hands out by default: a round trip per query.
+            // Only a connection that sat idle long enough to have been cut (a database restart,
+            // a proxy's idle timeout) is checked; one that breaks in use fails its one query
+            // and is discarded on release.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_BEFORE_PING {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .max_connections(max_connections.unwrap_or(match backend {
                 Backend::Sqlite => 8,
                 Backend::Postgres => 32,

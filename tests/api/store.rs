@@ -3,7 +3,7 @@
 use sluice::ids::{ScenarioId, UserId};
 use sluice::store::{
     ConversationStatus, MessageRole, MessageStatus, NewMessage, Page, ProgressUpdate, Scenario,
-    Store, TerminalOutcome,
+    Store, TerminalOutcome, TurnStart,
 };
 
 use crate::helpers::{Db, fresh_database};
@@ -175,19 +175,55 @@ async fn generation_state_machine(db: Db) {
             .is_empty()
     );
 
-    // Chat messages: stored, finished, and only finished ones count as history.
-    let user_msg = store
-        .insert_message(
-            &alice,
-            conv.id,
-            &NewMessage {
-                role: MessageRole::User,
-                content: "hi".into(),
-                status: MessageStatus::Completed,
-            },
-        )
-        .await
-        .unwrap();
+    // Chat turns: the user message is stored only for the owner's completed conversation, and
+    // only finished messages count as history, oldest first, capped.
+    let hi = NewMessage {
+        role: MessageRole::User,
+        content: "hi".into(),
+        status: MessageStatus::Completed,
+    };
+    assert!(matches!(
+        store
+            .open_turn(&UserId::new("bob"), conv.id, 10, &hi)
+            .await
+            .unwrap(),
+        TurnStart::NotFound
+    ));
+    let pending = store.insert_conversation(&alice, s.id).await.unwrap();
+    assert!(matches!(
+        store.open_turn(&alice, pending.id, 10, &hi).await.unwrap(),
+        TurnStart::NotReady(ConversationStatus::Pending)
+    ));
+    assert!(store.messages(&alice, pending.id).await.unwrap().is_empty());
+    assert_eq!(store.messages(&alice, conv.id).await.unwrap().len(), 2);
+    let TurnStart::Opened {
+        history,
+        user_message: user_msg,
+    } = store.open_turn(&alice, conv.id, 10, &hi).await.unwrap()
+    else {
+        panic!("turn not opened")
+    };
+    assert_eq!(
+        history
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>(),
+        stored
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>(),
+        "history is what preceded the turn, oldest first"
+    );
+    assert_eq!(
+        store
+            .messages(&alice, conv.id)
+            .await
+            .unwrap()
+            .last()
+            .unwrap()
+            .id,
+        user_msg.id
+    );
     let reply = store
         .insert_message(
             &alice,
@@ -200,7 +236,11 @@ async fn generation_state_machine(db: Db) {
         )
         .await
         .unwrap();
-    let history = store.recent_messages(&alice, conv.id, 10).await.unwrap();
+    let TurnStart::Opened { history, .. } = store.open_turn(&alice, conv.id, 2, &hi).await.unwrap()
+    else {
+        panic!("turn not opened")
+    };
+    assert_eq!(history.len(), 2, "capped at the limit");
     assert_eq!(
         history.last().unwrap().id,
         user_msg.id,
@@ -211,9 +251,9 @@ async fn generation_state_machine(db: Db) {
         .await
         .unwrap();
     let all = store.messages(&alice, conv.id).await.unwrap();
-    let last = all.last().unwrap();
+    let finished = all.iter().find(|m| m.id == reply.id).unwrap();
     assert_eq!(
-        (last.content.as_str(), last.status),
+        (finished.content.as_str(), finished.status),
         ("hello there", MessageStatus::Interrupted)
     );
 

@@ -18,7 +18,7 @@ use crate::error::ErrorCode;
 use crate::ids::{ConversationId, MessageId, UserId};
 use crate::limits::StreamSlot;
 use crate::metrics::Metrics;
-use crate::store::{ConversationStatus, Message, MessageRole, MessageStatus, NewMessage, Store};
+use crate::store::{Message, MessageRole, MessageStatus, NewMessage, Store, TurnStart};
 use crate::upstream::{AiService, CallContext, HistoryMessage};
 
 /// Longest chat message accepted, in characters.
@@ -59,9 +59,15 @@ impl ChatEvent {
     }
 }
 
-/// A checked request to answer `content` in a conversation: owned by the caller, ready.
+/// Checks a message's length: callers run it before taking a stream slot, so that bad input
+/// is a 400 whatever else is true.
+pub fn check_content(content: &str) -> Result<(), DomainError> {
+    check_text("content", content, MAX_CONTENT_CHARS)
+}
+
+/// A started turn: the user message is stored, the answer is to come.
 #[derive(Debug, Clone)]
-pub struct ChatTurn {
+struct ChatTurn {
     owner: UserId,
     conversation_id: ConversationId,
     content: String,
@@ -88,56 +94,46 @@ impl Chat {
         }
     }
 
-    /// Checks everything that must fail before a stream starts: the content's length, that the
-    /// conversation is the caller's (else not found) and that it is completed (else not ready).
-    pub async fn prepare(
+    /// Checks everything that must fail before a stream starts (the content's length, that
+    /// the conversation is the caller's, else not found, and that it is completed, else not
+    /// ready), stores the user message, and returns the answer's events. The upstream call
+    /// happens when the stream is first polled and lives exactly as long as the stream (and
+    /// `slot`).
+    pub async fn start(
         &self,
         owner: &UserId,
         conversation_id: ConversationId,
         content: String,
-    ) -> Result<ChatTurn, DomainError> {
-        check_text("content", &content, MAX_CONTENT_CHARS)?;
-        let conversation = self
-            .store
-            .conversation(owner, conversation_id)
-            .await?
-            .ok_or(DomainError::NotFound("conversation"))?;
-        if conversation.status != ConversationStatus::Completed {
-            return Err(DomainError::NotReady);
-        }
-        Ok(ChatTurn {
-            owner: owner.clone(),
-            conversation_id,
-            content,
-        })
-    }
-
-    /// Stores the user message, then returns the answer's events. The upstream call happens
-    /// when the stream is first polled and lives exactly as long as the stream (and `slot`).
-    pub async fn start(
-        &self,
-        turn: ChatTurn,
         ctx: CallContext,
         slot: StreamSlot,
     ) -> Result<impl Stream<Item = ChatEvent> + Send + 'static, DomainError> {
-        let history = self
+        check_content(&content)?;
+        let user_message = NewMessage {
+            role: MessageRole::User,
+            content,
+            status: MessageStatus::Completed,
+        };
+        let history = match self
             .store
-            .recent_messages(&turn.owner, turn.conversation_id, HISTORY_MESSAGES)
+            .open_turn(owner, conversation_id, HISTORY_MESSAGES, &user_message)
             .await?
+        {
+            TurnStart::NotFound => return Err(DomainError::NotFound("conversation")),
+            TurnStart::NotReady(_) => return Err(DomainError::NotReady),
+            TurnStart::Opened { history, .. } => history,
+        };
+        let history = history
             .into_iter()
             .map(|m| HistoryMessage {
                 role: m.role.as_str().to_owned(),
                 content: m.content,
             })
             .collect();
-        let user_message = NewMessage {
-            role: MessageRole::User,
-            content: turn.content.clone(),
-            status: MessageStatus::Completed,
+        let turn = ChatTurn {
+            owner: owner.clone(),
+            conversation_id,
+            content: user_message.content,
         };
-        self.store
-            .insert_message(&turn.owner, turn.conversation_id, &user_message)
-            .await?;
         Ok(token_relay::relay(self.clone(), turn, history, ctx, slot))
     }
 
