@@ -4,6 +4,7 @@
 //! process keep separate counts. Labels are bounded: routes are matched templates, never raw
 //! paths.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,49 +15,52 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// A label value: the contract's fixed names are borrowed, never allocated per call.
+type Label = Cow<'static, str>;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
-    route: String,
-    method: String,
-    status: String,
+    route: Label,
+    method: Label,
+    status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabel {
-    route: String,
+    route: Label,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
-    kind: String,
+    kind: Label,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabels {
-    kind: String,
-    event: String,
+    kind: Label,
+    event: Label,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamLabel {
-    upstream: String,
+    upstream: Label,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FallbackLabels {
-    route: String,
-    source: String,
+    route: Label,
+    source: Label,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClassLabel {
-    class: String,
+    class: Label,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CacheLabels {
-    cache: String,
-    result: String,
+    cache: Label,
+    result: Label,
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -217,21 +221,28 @@ impl Metrics {
     }
 
     /// One finished HTTP request.
-    pub fn http_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+    pub fn http_request(
+        &self,
+        route: impl Into<Label>,
+        method: &'static str,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let route = RouteLabel {
+            route: route.into(),
+        };
+        self.inner
+            .http_duration
+            .get_or_create(&route)
+            .observe(elapsed.as_secs_f64());
         self.inner
             .http_requests
             .get_or_create(&HttpLabels {
-                route: route.to_string(),
-                method: method.to_string(),
-                status: status.to_string(),
+                route: route.route,
+                method: Cow::Borrowed(method),
+                status,
             })
             .inc();
-        self.inner
-            .http_duration
-            .get_or_create(&RouteLabel {
-                route: route.to_string(),
-            })
-            .observe(elapsed.as_secs_f64());
     }
 
     /// Counts an open stream of `kind` until the guard drops.
@@ -239,62 +250,60 @@ impl Metrics {
         let gauge = self
             .inner
             .sse_active
-            .get_or_create(&KindLabel {
-                kind: kind.to_string(),
-            })
+            .get_or_create(&KindLabel { kind: kind.into() })
             .clone();
         gauge.inc();
         StreamGauge { gauge }
     }
 
     /// One SSE event sent.
-    pub fn sse_event(&self, kind: &str, event: &str) {
+    pub fn sse_event(&self, kind: impl Into<Label>, event: impl Into<Label>) {
         self.inner
             .sse_events
             .get_or_create(&EventLabels {
-                kind: kind.to_string(),
-                event: event.to_string(),
+                kind: kind.into(),
+                event: event.into(),
             })
             .inc();
     }
 
     /// A breaker's current state (0 closed, 1 open, 2 half-open).
-    pub fn breaker_state(&self, upstream: &str, value: i64) {
+    pub fn breaker_state(&self, upstream: impl Into<Label>, value: i64) {
         self.inner
             .breaker_state
             .get_or_create(&UpstreamLabel {
-                upstream: upstream.to_string(),
+                upstream: upstream.into(),
             })
             .set(value);
     }
 
     /// A call refused by an open breaker.
-    pub fn breaker_rejection(&self, upstream: &str) {
+    pub fn breaker_rejection(&self, upstream: impl Into<Label>) {
         self.inner
             .breaker_rejections
             .get_or_create(&UpstreamLabel {
-                upstream: upstream.to_string(),
+                upstream: upstream.into(),
             })
             .inc();
     }
 
     /// A response served from a fallback source.
-    pub fn fallback(&self, route: &str, source: &str) {
+    pub fn fallback(&self, route: impl Into<Label>, source: impl Into<Label>) {
         self.inner
             .fallbacks
             .get_or_create(&FallbackLabels {
-                route: route.to_string(),
-                source: source.to_string(),
+                route: route.into(),
+                source: source.into(),
             })
             .inc();
     }
 
     /// A request refused by a rate limit.
-    pub fn rate_limited(&self, class: &str) {
+    pub fn rate_limited(&self, class: impl Into<Label>) {
         self.inner
             .rate_limited
             .get_or_create(&ClassLabel {
-                class: class.to_string(),
+                class: class.into(),
             })
             .inc();
     }
@@ -305,22 +314,22 @@ impl Metrics {
     }
 
     /// A cache lookup (`result` is `hit` or `miss`).
-    pub fn cache(&self, cache: &str, result: &str) {
+    pub fn cache(&self, cache: impl Into<Label>, result: impl Into<Label>) {
         self.inner
             .cache_requests
             .get_or_create(&CacheLabels {
-                cache: cache.to_string(),
-                result: result.to_string(),
+                cache: cache.into(),
+                result: result.into(),
             })
             .inc();
     }
 
     /// One AI service call's duration.
-    pub fn upstream_duration(&self, upstream: &str, elapsed: Duration) {
+    pub fn upstream_duration(&self, upstream: impl Into<Label>, elapsed: Duration) {
         self.inner
             .upstream_duration
             .get_or_create(&UpstreamLabel {
-                upstream: upstream.to_string(),
+                upstream: upstream.into(),
             })
             .observe(elapsed.as_secs_f64());
     }

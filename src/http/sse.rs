@@ -32,8 +32,10 @@ where
 
 /// An SSE event with a JSON payload (serialization of our own types cannot fail; if it did,
 /// the event carries `{}` rather than ending the stream).
+/// The JSON is written straight into the event's buffer (this runs once per token).
 pub fn json_event(name: &str, payload: &impl serde::Serialize) -> Event {
     Event::default()
         .event(name)
-        .data(serde_json::to_string(payload).unwrap_or_else(|_| "{}".to_string()))
+        .json_data(payload)
+        .unwrap_or_else(|_| Event::default().event(name).data("{}"))
 }

@@ -7,6 +7,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::predicate::{NotForContentType, Predicate};
 use tower_http::compression::{CompressionLayer, DefaultPredicate};
@@ -27,19 +28,37 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Wraps the router in the shared middleware. Listed outermost first; each layer says why.
-/// (`Router::layer` applies the last call outermost, hence the reversed order below.)
+///
+/// The layers wrap the router once, as one service, rather than through `Router::layer`,
+/// which would wrap every route separately and clone and box each layer per request. Only
+/// what needs the matched route (metrics, and the route field of the trace span) runs inside
+/// the router; see `crate::http::metrics_layer`.
 pub fn apply(router: Router, cors_origins: &[String]) -> Router {
-    router
-        // 9. Handlers past 30 s give a clean 503 instead of holding a connection forever.
-        .layer(middleware::from_fn(handler_timeout))
-        // 8. Bodies over 1 MiB are refused by the extractors with 413.
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        // 7. Compression, never for event streams (they must flush event by event).
-        .layer(CompressionLayer::new().compress_when(
-            DefaultPredicate::new().and(NotForContentType::new("text/event-stream")),
+    let service = ServiceBuilder::new()
+        // 1. Every request gets an id (kept from the caller when present), echoed back.
+        .layer(SetRequestIdLayer::new(
+            HeaderName::from_static(REQUEST_ID_HEADER),
+            MakeRequestUuid,
         ))
-        // 6. CORS for the configured origins only; same-origin needs none.
-        .layer(cors(cors_origins))
+        .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
+            REQUEST_ID_HEADER,
+        )))
+        // 2. One span per request with method, route and request id; credentials are marked
+        //    sensitive so no layer ever prints them.
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ]))
+        .layer(TraceLayer::new_for_http().make_span_with(make_span))
+        // 3. The request id is readable while building any response (error bodies carry it).
+        .layer(middleware::from_fn(request_id::scope))
+        // 4. A panicking handler becomes a 500 problem, not a dropped connection.
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                tracing::error!("handler panicked");
+                ApiError::new(ErrorCode::Internal, "an unexpected error occurred").into_response()
+            },
+        ))
         // 5. Security headers on every response.
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -53,44 +72,33 @@ pub fn apply(router: Router, cors_origins: &[String]) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         ))
-        // 4. A panicking handler becomes a 500 problem, not a dropped connection.
-        .layer(CatchPanicLayer::custom(
-            |_panic: Box<dyn std::any::Any + Send>| {
-                tracing::error!("handler panicked");
-                ApiError::new(ErrorCode::Internal, "an unexpected error occurred").into_response()
-            },
+        // 6. CORS for the configured origins only; same-origin needs none.
+        .layer(cors(cors_origins))
+        // 7. Compression, never for event streams (they must flush event by event).
+        .layer(CompressionLayer::new().compress_when(
+            DefaultPredicate::new().and(NotForContentType::new("text/event-stream")),
         ))
-        // 3. The request id is readable while building any response (error bodies carry it).
-        .layer(middleware::from_fn(request_id::scope))
-        // 2. One span per request with method, matched route and request id; credentials
-        //    are marked sensitive so no layer ever prints them.
-        .layer(TraceLayer::new_for_http().make_span_with(make_span))
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            header::AUTHORIZATION,
-            header::COOKIE,
-        ]))
-        // 1. Every request gets an id (kept from the caller when present), echoed back.
-        .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
-            REQUEST_ID_HEADER,
-        )))
-        .layer(SetRequestIdLayer::new(
-            HeaderName::from_static(REQUEST_ID_HEADER),
-            MakeRequestUuid,
-        ))
+        // 8. Bodies over 1 MiB are refused by the extractors with 413.
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // 9. Handlers past 30 s give a clean 503 instead of holding a connection forever.
+        .layer(middleware::from_fn(handler_timeout))
+        .service(router);
+    Router::new().fallback_service(service)
 }
 
+/// The span's `route` is recorded inside the router, where the matched route is known.
 fn make_span(request: &Request) -> tracing::Span {
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
     let request_id = request
         .headers()
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    tracing::info_span!("request", method = %request.method(), route, request_id)
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route = tracing::field::Empty,
+        request_id
+    )
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

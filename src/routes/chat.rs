@@ -158,10 +158,16 @@ fn chat(state: &AppState) -> Chat {
     )
 }
 
+/// A token's payload, serialised without building a JSON value first.
+#[derive(Serialize)]
+struct TokenEvent<'a> {
+    content: &'a str,
+}
+
 fn sse_event(event: ChatEvent) -> Event {
     let name = event.name();
     match event {
-        ChatEvent::Token(content) => json_event(name, &json!({ "content": content })),
+        ChatEvent::Token(content) => json_event(name, &TokenEvent { content: &content }),
         ChatEvent::Complete {
             message_id,
             content,

@@ -97,9 +97,10 @@ async fn forward(
         .map(|pq| pq.as_str().to_string())
         .unwrap_or_else(|| request.uri().path().to_string());
     let cacheable = method == Method::GET && path_and_query.starts_with("/api/search/");
-    let cache_key = cache::key("passthrough", &[user.id.as_str(), &path_and_query]);
-    if cacheable {
-        if let Some(hit) = state.cache.get(&cache_key).await {
+    let cache_key =
+        cacheable.then(|| cache::key("passthrough", &[user.id.as_str(), &path_and_query]));
+    if let Some(cache_key) = &cache_key {
+        if let Some(hit) = state.cache.get(cache_key).await {
             state.metrics.cache("passthrough_search", "hit");
             return Ok(cached_response(hit));
         }
@@ -151,7 +152,7 @@ async fn forward(
 
     let headers = safe_response_headers(response.headers());
     let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    if cacheable && status == StatusCode::OK {
+    if let Some(cache_key) = cache_key.filter(|_| status == StatusCode::OK) {
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())

@@ -97,11 +97,11 @@ impl AiService {
         let observer: BreakerObserver = {
             let metrics = metrics.clone();
             Arc::new(move |name: &str, state: BreakerState| {
-                metrics.breaker_state(name, state.gauge());
+                metrics.breaker_state(name.to_owned(), state.gauge());
             })
         };
         let breaker = |name: String| {
-            metrics.breaker_state(&name, BreakerState::Closed.gauge());
+            metrics.breaker_state(name.clone(), BreakerState::Closed.gauge());
             CircuitBreaker::new(name, config.clone()).with_observer(observer.clone())
         };
         let mut openai = Vec::new();
@@ -167,7 +167,7 @@ impl AiService {
 
     /// Counts a rejection by an open breaker.
     pub fn note_rejection(&self, breaker: &CircuitBreaker) {
-        self.inner.metrics.breaker_rejection(breaker.name());
+        self.inner.metrics.breaker_rejection(breaker.label());
     }
 
     /// Passage search: idempotent, so retried with backoff within the call budget.
@@ -257,7 +257,7 @@ impl AiService {
         }
     }
 
-    fn observe<T>(&self, upstream: &str, started: Instant, result: &Result<T, CallError>) {
+    fn observe<T>(&self, upstream: &'static str, started: Instant, result: &Result<T, CallError>) {
         match result {
             Err(CallError::Rejected(_)) => self.inner.metrics.breaker_rejection(upstream),
             _ => self

@@ -17,6 +17,7 @@
 //!
 //! Time is `tokio::time::Instant`, so tests drive it with `tokio::time::pause()`.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -112,7 +113,7 @@ pub struct CircuitBreaker {
 }
 
 struct Shared {
-    name: String,
+    name: Cow<'static, str>,
     config: BreakerConfig,
     inner: Mutex<Inner>,
 }
@@ -159,7 +160,7 @@ impl Phase {
 
 impl CircuitBreaker {
     /// A closed breaker. `window` and `half_open_calls` below 1 are treated as 1.
-    pub fn new(name: impl Into<String>, config: BreakerConfig) -> Self {
+    pub fn new(name: impl Into<Cow<'static, str>>, config: BreakerConfig) -> Self {
         let config = BreakerConfig {
             window: config.window.max(1),
             half_open_calls: config.half_open_calls.max(1),
@@ -187,6 +188,11 @@ impl CircuitBreaker {
     /// The upstream operation this breaker guards (the metrics label).
     pub fn name(&self) -> &str {
         &self.shared.name
+    }
+
+    /// The name as a metric label: free for the fixed names, a copy for `openai:<host:port>`.
+    pub fn label(&self) -> Cow<'static, str> {
+        self.shared.name.clone()
     }
 
     /// The current state; an open breaker whose time is up reads (and becomes) half-open.

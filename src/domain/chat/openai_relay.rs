@@ -127,7 +127,7 @@ impl OpenAiRelay {
     /// outcome on the permit it is given.
     async fn with_fallbacks<'a, T, F, Fut>(
         &'a self,
-        route: &str,
+        route: &'static str,
         mut call: F,
     ) -> Result<T, CallError>
     where
@@ -147,11 +147,11 @@ impl OpenAiRelay {
             let started = Instant::now();
             let outcome = call(upstream, permit).await;
             self.metrics
-                .upstream_duration(upstream.breaker.name(), started.elapsed());
+                .upstream_duration(upstream.breaker.label(), started.elapsed());
             match outcome {
                 Ok(value) => {
                     if index > 0 {
-                        self.metrics.fallback(route, upstream.breaker.name());
+                        self.metrics.fallback(route, upstream.breaker.label());
                     }
                     return Ok(value);
                 }
