@@ -56,6 +56,12 @@ def run(ctx):
         rounds = stream_rounds(ctx, stack, names, levels, request_for, "ai", tokens)
         result["rounds"] = {str(k): v for k, v in rounds.items()}
         check(rounds, "chat_streams", result["failures"])
+    # Memory is measured in fresh processes: after the rounds above, a baseline would start
+    # from their high-water mark and hide what the streams need.
+    with Stack(ctx, "chat-memory", mock_env) as stack:
+        ctx.current_mock = stack.mock
+        if "sluice" in names:
+            conversations[:] = create_conversations(stack, 20 if ctx.smoke else 100)
         for name in names:
             if name != "direct":
                 result["memory"][name] = held_memory(ctx, stack, name, memory_levels,

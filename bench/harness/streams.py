@@ -28,8 +28,7 @@ def held_memory(ctx, stack, name, counts, request_for, dialect, expect):
     contender = stack.contenders[name]
     points = []
     for count in counts:
-        time.sleep(0.5)
-        before = contender.proc.rss_bytes()
+        before = settled_rss(contender.proc)
         stack.mock_control("/__mock/hold", {"after_tokens": 1})
         sampled = {}
         released = threading.Event()
@@ -58,6 +57,21 @@ def held_memory(ctx, stack, name, counts, request_for, dialect, expect):
             "streams_complete": r["streams_complete"],
         })
     return points
+
+
+def settled_rss(proc, timeout=10.0):
+    """Resident memory once it stops falling: an allocator such as sluice's mimalloc returns
+    the previous round's freed pages to the system some time after they are freed, and a
+    baseline taken before that would make the open streams look smaller than they are."""
+    deadline = time.monotonic() + timeout
+    last = proc.rss_bytes()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = proc.rss_bytes()
+        if now >= last * 0.99:
+            return min(now, last)
+        last = now
+    return last
 
 
 def check(rounds, scenario, failures):

@@ -4,8 +4,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 
 use super::{
-    ConversationStatus, Message, MessageRole, MessageStatus, NewMessage, Store, StoreError,
-    now_millis,
+    Backend, ConversationStatus, Message, MessageRole, MessageStatus, NewMessage, Store,
+    StoreError, now_millis,
 };
 use crate::ids::{ConversationId, MessageId, UserId};
 
@@ -26,10 +26,10 @@ pub enum TurnStart {
 }
 
 impl Store {
-    /// Starts a chat turn in two round trips on one connection: the conversation's state and
-    /// its recent history in one query, then (only when it is the owner's and completed) the
-    /// user message. A stream start is the hot path: separate queries each paid a pool
-    /// checkout and release.
+    /// Starts a chat turn: reads the conversation's state and its recent history and, only
+    /// when it is the owner's and completed, stores the user message. A stream start is the
+    /// hot path, so this holds one pooled connection for as little as possible: on PostgreSQL
+    /// one statement (one round trip), on SQLite two queries on one connection.
     pub async fn open_turn(
         &self,
         owner: &UserId,
@@ -37,24 +37,71 @@ impl Store {
         history_limit: i64,
         message: &NewMessage,
     ) -> Result<TurnStart, StoreError> {
+        let user_message = Message {
+            id: MessageId::new(),
+            conversation_id,
+            role: message.role,
+            content: message.content.clone(),
+            status: message.status,
+            created_at: now_millis(),
+        };
         let mut conn = self.pool.acquire().await?;
-        let rows = sqlx::query(
-            "SELECT c.status AS conversation_status,
-                    m.id, m.conversation_id, m.role, m.content, m.status, m.created_at
-             FROM conversations c
-             LEFT JOIN (SELECT id, conversation_id, role, content, status, created_at
-                        FROM messages
-                        WHERE conversation_id = $1 AND owner = $2
-                          AND status IN ('completed', 'interrupted')
-                        ORDER BY created_at DESC, id DESC LIMIT $3) m
-                    ON m.conversation_id = c.id
-             WHERE c.id = $1 AND c.owner = $2",
-        )
-        .bind(conversation_id.to_string())
-        .bind(owner.as_str())
-        .bind(history_limit)
-        .fetch_all(&mut *conn)
-        .await?;
+        let rows = match self.backend {
+            // Every part of a WITH statement sees the same snapshot: the history read does not
+            // include the message inserted beside it.
+            Backend::Postgres => {
+                sqlx::query(
+                    "WITH conv AS (
+                         SELECT status FROM conversations WHERE id = $1 AND owner = $2
+                     ),
+                     ins AS (
+                         INSERT INTO messages
+                             (id, conversation_id, owner, role, content, status, created_at)
+                         SELECT $4, $1, $2, $5, $6, $7, $8 FROM conv
+                         WHERE conv.status = 'completed'
+                     ),
+                     hist AS (
+                         SELECT id, conversation_id, role, content, status, created_at
+                         FROM messages
+                         WHERE conversation_id = $1 AND owner = $2
+                           AND status IN ('completed', 'interrupted')
+                         ORDER BY created_at DESC, id DESC LIMIT $3
+                     )
+                     SELECT conv.status AS conversation_status, hist.id, hist.conversation_id,
+                            hist.role, hist.content, hist.status, hist.created_at
+                     FROM conv LEFT JOIN hist ON TRUE",
+                )
+                .bind(conversation_id.to_string())
+                .bind(owner.as_str())
+                .bind(history_limit)
+                .bind(user_message.id.to_string())
+                .bind(user_message.role.as_str())
+                .bind(&user_message.content)
+                .bind(user_message.status.as_str())
+                .bind(user_message.created_at)
+                .fetch_all(&mut *conn)
+                .await?
+            }
+            Backend::Sqlite => {
+                sqlx::query(
+                    "SELECT c.status AS conversation_status,
+                            m.id, m.conversation_id, m.role, m.content, m.status, m.created_at
+                     FROM conversations c
+                     LEFT JOIN (SELECT id, conversation_id, role, content, status, created_at
+                                FROM messages
+                                WHERE conversation_id = $1 AND owner = $2
+                                  AND status IN ('completed', 'interrupted')
+                                ORDER BY created_at DESC, id DESC LIMIT $3) m
+                            ON m.conversation_id = c.id
+                     WHERE c.id = $1 AND c.owner = $2",
+                )
+                .bind(conversation_id.to_string())
+                .bind(owner.as_str())
+                .bind(history_limit)
+                .fetch_all(&mut *conn)
+                .await?
+            }
+        };
         let Some(first) = rows.first() else {
             return Ok(TurnStart::NotFound);
         };
@@ -71,7 +118,9 @@ impl Store {
             }
         }
         history.sort_by_key(|m| (m.created_at, m.id));
-        let user_message = insert(&mut *conn, owner, conversation_id, message).await?;
+        if self.backend == Backend::Sqlite {
+            insert_stored(&mut *conn, owner, &user_message).await?;
+        }
         Ok(TurnStart::Opened {
             history,
             user_message,
@@ -138,12 +187,24 @@ where
         status: message.status,
         created_at: now_millis(),
     };
+    insert_stored(executor, owner, &stored).await?;
+    Ok(stored)
+}
+
+async fn insert_stored<'c, E>(
+    executor: E,
+    owner: &UserId,
+    stored: &Message,
+) -> Result<(), StoreError>
+where
+    E: Executor<'c, Database = Any>,
+{
     sqlx::query(
         "INSERT INTO messages (id, conversation_id, owner, role, content, status, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(stored.id.to_string())
-    .bind(conversation_id.to_string())
+    .bind(stored.conversation_id.to_string())
     .bind(owner.as_str())
     .bind(stored.role.as_str())
     .bind(&stored.content)
@@ -151,7 +212,7 @@ where
     .bind(stored.created_at)
     .execute(executor)
     .await?;
-    Ok(stored)
+    Ok(())
 }
 
 fn message_from_row(row: &AnyRow) -> Result<Message, StoreError> {

@@ -155,3 +155,41 @@ async fn no_secret_in_responses_or_logs() {
         assert!(!logs.contains(secret), "secret {secret:.8}… in logs");
     }
 }
+
+/// The shared middleware wraps the router from outside, where the matched route is not yet
+/// known; the route is recorded on the request span from inside. Log lines must still name it.
+#[tokio::test]
+async fn request_log_lines_name_the_matched_route_and_request_id() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info,tower_http=debug")
+        .json()
+        .with_writer(move || writer.clone())
+        .try_init();
+
+    let app = spawn_app(&[]).await;
+    let token = app.login("erin").await;
+    let response = app
+        .client
+        .get(app.at("/api/scenarios/00000000-0000-7000-8000-000000000000"))
+        .bearer_auth(&token)
+        .header("x-request-id", "trace-me-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    app.stop().await;
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let finished = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| {
+            line["fields"]["message"] == "finished processing request"
+                && line["span"]["request_id"] == "trace-me-1"
+        })
+        .unwrap_or_else(|| panic!("no finished-request line for trace-me-1 in:\n{logs}"));
+    assert_eq!(finished["span"]["route"], "/api/scenarios/{id}");
+    assert_eq!(finished["span"]["method"], "GET");
+}
