@@ -10,12 +10,6 @@ use sluice::config::{ConfigError, Settings};
 use sluice::store::Store;
 use sluice::{Application, telemetry};
 
-/// mimalloc instead of the system allocator: a gateway allocates many small short-lived
-/// buffers per request and per token, and glibc's malloc showed up as a fifth of the CPU spent
-/// starting streams.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "sluice",
