@@ -58,6 +58,9 @@ pub(super) fn relay(
             .ai
             .chat_stream(&conversation_id, &turn.content, &history, &ctx)
             .await;
+        // Sent: an open stream should not hold the conversation's history (up to 20 messages
+        // of up to 8,000 characters) for as long as the answer takes.
+        drop(history);
         let (bytes, permit) = match opened {
             Ok(opened) => opened,
             Err(err) => {
