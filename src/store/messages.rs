@@ -37,14 +37,7 @@ impl Store {
         history_limit: i64,
         message: &NewMessage,
     ) -> Result<TurnStart, StoreError> {
-        let user_message = Message {
-            id: MessageId::new(),
-            conversation_id,
-            role: message.role,
-            content: message.content.clone(),
-            status: message.status,
-            created_at: now_millis(),
-        };
+        let user_message = stamped(conversation_id, message);
         let mut conn = self.pool.acquire().await?;
         let rows = match self.backend {
             // Every part of a WITH statement sees the same snapshot: the history read does not
@@ -179,16 +172,21 @@ async fn insert<'c, E>(
 where
     E: Executor<'c, Database = Any>,
 {
-    let stored = Message {
+    let stored = stamped(conversation_id, message);
+    insert_stored(executor, owner, &stored).await?;
+    Ok(stored)
+}
+
+/// The record a new message becomes: a fresh id and the current time.
+fn stamped(conversation_id: ConversationId, message: &NewMessage) -> Message {
+    Message {
         id: MessageId::new(),
         conversation_id,
         role: message.role,
         content: message.content.clone(),
         status: message.status,
         created_at: now_millis(),
-    };
-    insert_stored(executor, owner, &stored).await?;
-    Ok(stored)
+    }
 }
 
 async fn insert_stored<'c, E>(

@@ -103,16 +103,24 @@ impl Write for Captured {
     }
 }
 
-/// nextest runs each test in its own process, so a global subscriber here sees only this test.
+impl Captured {
+    /// Sends this process's JSON log lines at `filter` here. nextest runs each test in its own
+    /// process, so the global subscriber sees only that test.
+    fn install(filter: &str) -> Self {
+        let captured = Self::default();
+        let writer = captured.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .json()
+            .with_writer(move || writer.clone())
+            .try_init();
+        captured
+    }
+}
+
 #[tokio::test]
 async fn no_secret_in_responses_or_logs() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("trace")
-        .json()
-        .with_writer(move || writer.clone())
-        .try_init();
+    let captured = Captured::install("trace");
 
     let db_password = "pg-password-hunter2";
     let app = spawn_app(&[("AI_API_KEY", "ai-api-key-hunter3")]).await;
@@ -160,13 +168,7 @@ async fn no_secret_in_responses_or_logs() {
 /// known; the route is recorded on the request span from inside. Log lines must still name it.
 #[tokio::test]
 async fn request_log_lines_name_the_matched_route_and_request_id() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("info,tower_http=debug")
-        .json()
-        .with_writer(move || writer.clone())
-        .try_init();
+    let captured = Captured::install("info,tower_http=debug");
 
     let app = spawn_app(&[]).await;
     let token = app.login("erin").await;
