@@ -148,6 +148,19 @@ impl TestApp {
         body["access_token"].as_str().expect("token").to_string()
     }
 
+    /// `GET path` as `token`, the body as JSON (for reads whose status the test does not check).
+    pub async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {
+        self.client
+            .get(self.at(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET request")
+            .json()
+            .await
+            .expect("JSON body")
+    }
+
     /// A token signed with the test secret.
     pub fn token(&self, sub: &str) -> String {
         mint_hs256(

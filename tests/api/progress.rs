@@ -171,20 +171,25 @@ async fn publish(connection: &mut MultiplexedConnection, id: ConversationId, pay
         .unwrap()
 }
 
-/// The whole generation through the in-process simulator, as a browser sees it.
-async fn generation_reaches_the_client_in_order(app: TestApp) {
-    let token = app.token("alice");
-    let scenario = seed_scenario(&app, &UserId::new("alice")).await;
+/// `GET /api/conversations/create-stream` for `scenario`, read as SSE.
+async fn create_stream(app: &TestApp, token: &str, scenario: &impl std::fmt::Display) -> SseReader {
     let response = app
         .client
         .get(app.at(&format!(
             "/api/conversations/create-stream?scenario_id={scenario}"
         )))
-        .bearer_auth(&token)
+        .bearer_auth(token)
         .send()
         .await
         .unwrap();
-    let mut events = SseReader::new(response);
+    SseReader::new(response)
+}
+
+/// The whole generation through the in-process simulator, as a browser sees it.
+async fn generation_reaches_the_client_in_order(app: TestApp) {
+    let token = app.token("alice");
+    let scenario = seed_scenario(&app, &UserId::new("alice")).await;
+    let mut events = create_stream(&app, &token, &scenario).await;
 
     let first = events.expect("progress").await;
     assert_eq!(first.data["progress"], 0, "sluice's own first event");
@@ -215,15 +220,8 @@ async fn generation_reaches_the_client_in_order(app: TestApp) {
     );
 
     let stored: Value = app
-        .client
-        .get(app.at(&format!("/api/conversations/{conversation_id}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/conversations/{conversation_id}"), &token)
+        .await;
     assert_eq!(stored["status"], "completed");
     assert_eq!(stored["progress"], 100);
     let metrics = app.state.metrics.encode();
@@ -481,16 +479,7 @@ async fn an_unreachable_ai_service_ends_the_stream_with_ai_unavailable() {
     let app = spawn_app(&[("AI_SERVICE_URL", "http://127.0.0.1:1")]).await;
     let token = app.token("alice");
     let scenario = seed_scenario(&app, &UserId::new("alice")).await;
-    let response = app
-        .client
-        .get(app.at(&format!(
-            "/api/conversations/create-stream?scenario_id={scenario}"
-        )))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    let mut events = SseReader::new(response);
+    let mut events = create_stream(&app, &token, &scenario).await;
     let first = events.expect("progress").await;
     let id = first.data["conversation_id"].as_str().unwrap().to_owned();
     let error = events.expect("error").await;
@@ -499,15 +488,8 @@ async fn an_unreachable_ai_service_ends_the_stream_with_ai_unavailable() {
     assert!(events.next().await.is_none());
 
     let status: Value = app
-        .client
-        .get(app.at(&format!("/api/conversations/{id}/status")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/conversations/{id}/status"), &token)
+        .await;
     assert_eq!(status["status"], "failed");
 }
 
@@ -525,16 +507,7 @@ async fn a_failed_generation_ends_the_stream_without_leaking_the_reason() {
     assert_eq!(set.status(), 200);
     let token = app.token("alice");
     let scenario = seed_scenario(&app, &UserId::new("alice")).await;
-    let response = app
-        .client
-        .get(app.at(&format!(
-            "/api/conversations/create-stream?scenario_id={scenario}"
-        )))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    let mut events = SseReader::new(response);
+    let mut events = create_stream(&app, &token, &scenario).await;
     let id = events.expect("progress").await.data["conversation_id"]
         .as_str()
         .unwrap()

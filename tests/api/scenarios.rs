@@ -369,16 +369,7 @@ async fn bad_input_gets_the_contract_errors_and_writes_nothing() {
         assert_eq!(problem["errors"][0]["field"], field, "{problem}");
     }
     let ok = created(&app, &token, "n", &"y".repeat(4000)).await;
-    let list: Value = app
-        .client
-        .get(app.at("/api/scenarios"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/scenarios", &token).await;
     assert_eq!(
         list.as_array().unwrap().len(),
         1,
@@ -433,16 +424,7 @@ async fn listing_is_newest_first_and_paginates() {
                 .to_string(),
         );
     }
-    let page: Value = app
-        .client
-        .get(app.at("/api/scenarios?limit=2"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = app.get_json("/api/scenarios?limit=2", &token).await;
     let got: Vec<&str> = page
         .as_array()
         .unwrap()
@@ -451,15 +433,8 @@ async fn listing_is_newest_first_and_paginates() {
         .collect();
     assert_eq!(got, vec![ids[2].as_str(), ids[1].as_str()]);
     let next: Value = app
-        .client
-        .get(app.at(&format!("/api/scenarios?limit=2&before={}", ids[1])))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/scenarios?limit=2&before={}", ids[1]), &token)
+        .await;
     assert_eq!(next[0]["id"], ids[0].as_str());
     let bad = app
         .client
