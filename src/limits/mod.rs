@@ -1,9 +1,11 @@
 //! Rate limits per client and class, and the per-user cap on open streams.
 //!
-//! Without Redis, limits are kept in-process (governor). With Redis, one atomic GCRA script
-//! per check makes a limit hold across instances; when Redis is unreachable the local limiter
-//! takes over for that check, so a Redis outage never lifts the limits.
+//! Without Redis, limits are kept in-process (governor). With Redis, an atomic GCRA script
+//! makes a limit hold across instances, handing out small leases of tokens to clients with
+//! plenty left; when Redis is unreachable the local limiter takes over for that check, so a
+//! Redis outage never lifts the limits.
 
+mod lease;
 mod local;
 mod redis_gcra;
 mod streams;

@@ -1,36 +1,44 @@
 //! Limits shared across instances: GCRA in one Lua script, timed by the Redis server's clock
-//! (so instances with skewed clocks agree).
+//! (so instances with skewed clocks agree). A client with plenty left gets a lease of several
+//! tokens per round trip, spent locally (see [`super::lease`]).
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use super::lease::{Leases, MAX_LEASE};
 use super::{Decision, LimitClass, Quota};
 use crate::redis_link::RedisLink;
 
 /// GCRA: the stored value is the theoretical arrival time (TAT) in microseconds.
-/// ARGV: emission interval (µs), burst. Returns {allowed, retry_after_us, remaining, reset_us}.
+/// ARGV: emission interval (µs), burst, largest lease. Takes one token, or a sixteenth of the
+/// tokens available when that is more (up to the largest lease), so that leases shrink to one
+/// token as the bucket empties.
+/// Returns {granted, retry_after_us, remaining, reset_us}; granted 0 means limited.
 const GCRA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local emission = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local max_lease = tonumber(ARGV[3])
 local tolerance = emission * burst
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local new_tat = tat + emission
-local allow_at = new_tat - tolerance
-if allow_at > now then
-  return {0, allow_at - now, 0, tat - now}
+local available = math.floor((tolerance - (tat - now)) / emission)
+if available < 1 then
+  return {0, tat + emission - tolerance - now, 0, tat - now}
 end
+local granted = math.max(1, math.min(max_lease, math.floor(available / 16)))
+local new_tat = tat + emission * granted
 redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
-local remaining = math.floor((tolerance - (new_tat - now)) / emission)
-return {1, 0, remaining, new_tat - now}
+return {granted, 0, available - granted, new_tat - now}
 "#;
 
 /// The Redis-backed limiter; keys live under `sluice:rl:`.
 #[derive(Clone)]
 pub struct RedisLimiter {
     link: RedisLink,
-    script: std::sync::Arc<redis::Script>,
+    script: Arc<redis::Script>,
+    leases: Arc<Leases>,
 }
 
 impl RedisLimiter {
@@ -38,33 +46,42 @@ impl RedisLimiter {
     pub fn new(link: RedisLink) -> Self {
         Self {
             link,
-            script: std::sync::Arc::new(redis::Script::new(GCRA)),
+            script: Arc::new(redis::Script::new(GCRA)),
+            leases: Arc::default(),
         }
     }
 
-    /// One atomic check-and-count.
+    /// One check-and-count: from a lease held here when there is one, else one atomic script.
     pub async fn check(
         &self,
         class: LimitClass,
         quota: Quota,
         key: &str,
     ) -> Result<Decision, redis::RedisError> {
+        if let Some(decision) = self.leases.take(class, key, Instant::now()) {
+            return Ok(decision);
+        }
         let mut conn = self.link.conn();
         let redis_key = format!("sluice:rl:{}:{}", class.as_str(), key);
         let emission_us = quota.emission_interval.as_micros().max(1) as u64;
-        let (allowed, retry_us, remaining, reset_us): (i64, i64, i64, i64) = self
+        let (granted, retry_us, remaining, reset_us): (i64, i64, i64, i64) = self
             .script
             .key(redis_key)
             .arg(emission_us)
             .arg(quota.burst)
+            .arg(MAX_LEASE)
             .invoke_async(&mut conn)
             .await?;
         let micros = |v: i64| Duration::from_micros(v.max(0) as u64);
-        Ok(if allowed == 1 {
-            Decision::Allowed {
-                remaining: remaining.max(0) as u32,
-                reset: micros(reset_us),
-            }
+        Ok(if granted >= 1 {
+            self.leases.grant(
+                class,
+                key,
+                granted.min(i64::from(MAX_LEASE)) as u32,
+                remaining.max(0) as u32,
+                micros(reset_us),
+                Instant::now(),
+            )
         } else {
             Decision::Limited {
                 retry_after: micros(retry_us),

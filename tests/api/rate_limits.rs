@@ -1,7 +1,11 @@
-//! 429 with the contract's headers; limits shared across instances through Redis; a dead
-//! Redis falls back to the local limiter instead of lifting limits.
+//! 429 with the contract's headers; limits shared across instances through Redis (leased a
+//! few tokens at a time to busy clients); a dead Redis falls back to the local limiter
+//! instead of lifting limits.
+
+use std::time::Instant;
 
 use crate::helpers::{TestApp, assert_problem, spawn_app};
+use crate::support::redis_server::RedisServer;
 
 async fn me(app: &TestApp, token: &str) -> reqwest::Response {
     app.client
@@ -94,6 +98,75 @@ async fn limit_is_shared_by_two_instances_on_one_redis() {
     // The burst of 4 is spent across both instances.
     assert_problem(me(&a, &token).await, 429, "rate_limited").await;
     assert_problem(me(&b, &token).await, 429, "rate_limited").await;
+}
+
+/// Rate-limit scripts Redis has run (the first call of a script is an `EVAL`).
+async fn limit_scripts_run(redis_url: &str) -> u64 {
+    let client = redis::Client::open(redis_url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    stats
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_eval:") || l.starts_with("cmdstat_evalsha:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn busy_clients_take_leases_yet_two_instances_never_exceed_the_burst() {
+    const BURST: u64 = 320;
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let overrides = [
+        ("RATE_LIMIT_BURST", "320"),
+        ("RATE_LIMIT_PER_SECOND", "1"),
+        ("REDIS_URL", url.as_str()),
+    ];
+    let a = spawn_app(&overrides).await;
+    let b = spawn_app(&overrides).await;
+    let token = a.token("lease-user");
+    let started = Instant::now();
+    let before = limit_scripts_run(&url).await;
+    let (mut admitted, mut refused_in_a_row) = (0u64, 0);
+    while refused_in_a_row < 2 {
+        for app in [&a, &b] {
+            match me(app, &token).await.status().as_u16() {
+                200 => {
+                    admitted += 1;
+                    refused_in_a_row = 0;
+                }
+                429 => refused_in_a_row += 1,
+                other => panic!("unexpected status {other}"),
+            }
+        }
+        assert!(admitted <= 2 * BURST, "the limit never applied");
+    }
+    let scripts = limit_scripts_run(&url).await - before;
+    // The bucket refills one token a second while the test runs.
+    let refilled = started.elapsed().as_secs() + 1;
+    assert!(
+        admitted <= BURST + refilled,
+        "{admitted} admitted: more than the burst across the two instances"
+    );
+    assert!(
+        admitted >= BURST - 16,
+        "{admitted} admitted: leases stranded too much of the burst"
+    );
+    assert!(
+        scripts * 2 < admitted,
+        "{scripts} Redis round trips for {admitted} admitted requests: no leases"
+    );
 }
 
 #[tokio::test]
