@@ -60,9 +60,9 @@ def held_memory(ctx, stack, name, counts, request_for, dialect, expect):
 
 
 def settled_rss(proc, timeout=10.0):
-    """Resident memory once it stops falling: an allocator such as sluice's mimalloc returns
-    the previous round's freed pages to the system some time after they are freed, and a
-    baseline taken before that would make the open streams look smaller than they are."""
+    """Resident memory once it stops falling: an allocator may return the previous round's
+    freed pages to the system some time after they are freed, and a baseline taken before
+    that would make the open streams look smaller than they are."""
     deadline = time.monotonic() + timeout
     last = proc.rss_bytes()
     while time.monotonic() < deadline:

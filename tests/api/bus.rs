@@ -16,6 +16,7 @@ use sluice::events::{
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout};
 
+use crate::helpers::redis_connection;
 use crate::support::redis_server::RedisServer;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -41,11 +42,6 @@ fn fast_options() -> RedisBusOptions {
 
 async fn redis_bus(url: &str) -> RedisBus {
     RedisBus::connect_with(url, fast_options()).await.unwrap()
-}
-
-async fn admin(url: &str) -> MultiplexedConnection {
-    let client = redis::Client::open(url).unwrap();
-    client.get_multiplexed_async_connection().await.unwrap()
 }
 
 fn message(text: &str) -> BusEvent {
@@ -195,7 +191,7 @@ async fn redis_bus_delivers_in_order_without_crossing_channels() {
 async fn redis_bus_unsubscribes_after_the_last_listener() {
     let url = shared_redis_url();
     let bus = redis_bus(&url).await;
-    let mut redis = admin(&url).await;
+    let mut redis = redis_connection(&url).await;
     let channel = unique_channel();
 
     let first = bus.subscribe(&channel).await.unwrap();
@@ -242,7 +238,7 @@ async fn redis_bus_resyncs_a_lagging_subscriber() {
 async fn redis_bus_racing_subscribes_and_drops_leave_no_stray_subscription() {
     let url = shared_redis_url();
     let bus = Arc::new(redis_bus(&url).await);
-    let mut redis = admin(&url).await;
+    let mut redis = redis_connection(&url).await;
     let channel = unique_channel();
 
     let mut tasks = JoinSet::new();
@@ -335,7 +331,7 @@ async fn pubsub_connections(redis: &mut MultiplexedConnection) -> usize {
 async fn redis_bus_serves_a_thousand_subscriptions_over_one_connection() {
     let server = RedisServer::start().await;
     let bus = redis_bus(&server.url()).await;
-    let mut redis = admin(&server.url()).await;
+    let mut redis = redis_connection(&server.url()).await;
     let channels: Vec<String> = (0..1000).map(|_| unique_channel()).collect();
 
     let subscribed = timeout(WAIT, join_all(channels.iter().map(|c| bus.subscribe(c))))
@@ -379,7 +375,7 @@ async fn redis_bus_serves_a_thousand_subscriptions_over_one_connection() {
 async fn redis_bus_resyncs_and_resumes_after_its_connection_is_killed() {
     let server = RedisServer::start().await;
     let bus = redis_bus(&server.url()).await;
-    let mut redis = admin(&server.url()).await;
+    let mut redis = redis_connection(&server.url()).await;
     let channel = unique_channel();
     let mut subscription = bus.subscribe(&channel).await.unwrap();
 
@@ -475,7 +471,7 @@ async fn redis_bus_pings_its_idle_connection_without_disturbing_it() {
     let bus = RedisBus::connect_with(&server.url(), options)
         .await
         .unwrap();
-    let redis = admin(&server.url()).await;
+    let redis = redis_connection(&server.url()).await;
     let channel = unique_channel();
     let mut subscription = bus.subscribe(&channel).await.unwrap();
     let health = bus.health_changes();

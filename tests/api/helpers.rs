@@ -22,6 +22,15 @@ pub enum Db {
     Postgres,
 }
 
+/// A plain connection to the Redis at `url`, for a test to publish or inspect directly.
+pub async fn redis_connection(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to Redis")
+}
+
 /// A fresh database URL for `db`.
 pub async fn fresh_database(db: Db) -> String {
     match db {

@@ -10,7 +10,9 @@ use sluice::ids::{ConversationId, ScenarioId, UserId};
 use sluice::store::{Conversation, Scenario};
 use tokio::time::timeout;
 
-use crate::helpers::{Db, TestApp, settings, spawn_app, spawn_app_on, spawn_with};
+use crate::helpers::{
+    Db, TestApp, redis_connection, settings, spawn_app, spawn_app_on, spawn_with,
+};
 use crate::support::redis_server::RedisServer;
 
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -154,14 +156,6 @@ pub async fn internal(app: &TestApp, id: ConversationId, action: &str, body: Val
         .as_u16()
 }
 
-async fn redis(url: &str) -> MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
 async fn publish(connection: &mut MultiplexedConnection, id: ConversationId, payload: &str) -> i64 {
     redis::cmd("PUBLISH")
         .arg(format!("conversation:{id}"))
@@ -260,7 +254,7 @@ async fn a_complete_from_before_the_subscription_is_delivered_from_the_store() {
     ]});
     assert_eq!(internal(&app, id, "complete", messages).await, 204);
     // The AI service's own publish, with nobody listening yet.
-    let mut connection = redis(&redis_url).await;
+    let mut connection = redis_connection(&redis_url).await;
     publish(
         &mut connection,
         id,
@@ -310,7 +304,7 @@ async fn malformed_pubsub_payloads_are_skipped_without_ending_the_stream() {
     let mut events = SseReader::new(open_events(&app, &app.token("alice"), id).await);
     assert_eq!(events.expect("progress").await.data["progress"], 0);
 
-    let mut connection = redis(&redis_url).await;
+    let mut connection = redis_connection(&redis_url).await;
     for bad in [
         "not json",
         r#"{"event":"complete","conversation_id":"x"#,
@@ -334,7 +328,7 @@ async fn the_stream_survives_a_killed_pubsub_connection() {
     let mut events = SseReader::new(open_events(&app, &app.token("alice"), id).await);
     assert_eq!(events.expect("progress").await.data["progress"], 0);
 
-    let mut admin = redis(&server.url()).await;
+    let mut admin = redis_connection(&server.url()).await;
     let progress = json!({"event": "progress", "progress": 20, "message": "before"});
     assert_eq!(publish(&mut admin, id, &progress.to_string()).await, 1);
     assert_eq!(events.expect("progress").await.data["progress"], 20);
@@ -412,7 +406,7 @@ async fn a_thousand_streams_share_one_subscriber_connection() {
     assert_eq!(readers.len(), STREAMS);
     assert_eq!(app.state.bus.channel_count(), STREAMS);
 
-    let mut admin = redis(&server.url()).await;
+    let mut admin = redis_connection(&server.url()).await;
     let clients: String = redis::cmd("CLIENT")
         .arg("LIST")
         .query_async(&mut admin)

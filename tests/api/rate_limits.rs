@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use crate::helpers::{TestApp, assert_problem, spawn_app};
+use crate::helpers::{TestApp, assert_problem, redis_connection, spawn_app};
 use crate::support::redis_server::RedisServer;
 
 async fn me(app: &TestApp, token: &str) -> reqwest::Response {
@@ -102,8 +102,7 @@ async fn limit_is_shared_by_two_instances_on_one_redis() {
 
 /// Rate-limit scripts Redis has run (the first call of a script is an `EVAL`).
 async fn limit_scripts_run(redis_url: &str) -> u64 {
-    let client = redis::Client::open(redis_url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = redis_connection(redis_url).await;
     let stats: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(&mut conn)
