@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -276,19 +275,7 @@ impl Application {
         let bus = state.bus.clone();
         let app = router::router(state);
         tracing::info!(addr = %listener.local_addr()?, "sluice listening");
-        // Without TCP_NODELAY, a response written in two pieces (head, then body) waits for
-        // the client's delayed ACK: ~40 ms added to every request on a fresh connection.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-            }
-        });
-        let server = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let server = tokio::spawn(async move { server.await });
+        let server = tokio::spawn(crate::http::server::serve(listener, app, shutdown.clone()));
         shutdown.cancelled().await;
         tracing::info!(
             grace_secs = grace.as_secs(),

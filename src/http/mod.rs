@@ -7,5 +7,6 @@ pub mod extract;
 pub mod metrics_layer;
 pub mod rate_limit;
 pub mod request_id;
+pub mod server;
 pub mod sse;
 pub mod stack;

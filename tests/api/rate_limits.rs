@@ -1,4 +1,4 @@
-//! 429 with the contract's headers; limits shared across instances through Redis (leased a
+//! 429 with the contract's headers, per user or (anonymous) per peer address; limits shared across
 //! few tokens at a time to busy clients); a dead Redis falls back to the local limiter
 //! instead of lifting limits.
 
@@ -193,4 +193,31 @@ async fn unreachable_redis_falls_back_to_the_local_limiter() {
         metrics.contains("sluice_rate_limiter_local_fallbacks_total 3"),
         "{metrics}"
     );
+}
+
+/// Anonymous callers are limited by the address they connect from, which the listener hands
+/// to every request: two loopback addresses get a bucket each.
+#[tokio::test]
+async fn anonymous_callers_are_limited_per_peer_address() {
+    let app = spawn_app(&[("RATE_LIMIT_BURST", "2"), ("RATE_LIMIT_PER_SECOND", "1")]).await;
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .unwrap()
+    };
+    let (first, second) = (from([127, 0, 0, 1]), from([127, 0, 0, 2]));
+    let login = |client: &reqwest::Client| {
+        client
+            .post(app.at("/api/auth/dev-login"))
+            .json(&serde_json::json!({ "sub": "anonymous-caller" }))
+            .send()
+    };
+    for _ in 0..2 {
+        assert_ne!(login(&first).await.unwrap().status(), 429);
+    }
+    assert_problem(login(&first).await.unwrap(), 429, "rate_limited").await;
+    let other = login(&second).await.unwrap();
+    assert_ne!(other.status(), 429, "127.0.0.2 has a bucket of its own");
+    assert_eq!(login(&first).await.unwrap().status(), 429);
 }
