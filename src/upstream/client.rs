@@ -320,15 +320,24 @@ impl UpstreamClient {
 
 /// `base` joined with `path_and_query`, keeping any path prefix of `base`
 /// (`http://h/prefix` + `/v1/models` → `http://h/prefix/v1/models`).
+///
+/// Built by setting the path and query on a copy of the parsed base rather than parsing a
+/// whole new URL: the host (and its IDNA processing) is not parsed again on every call.
 pub fn endpoint(base: &Url, path_and_query: &str) -> Result<Url, UpstreamError> {
-    let base = base.as_str().trim_end_matches('/');
-    let separator = if path_and_query.starts_with('/') {
-        ""
-    } else {
-        "/"
+    if base.cannot_be_a_base() {
+        return Err(UpstreamError::Request("invalid upstream URL"));
+    }
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path_and_query, None),
     };
-    Url::parse(&format!("{base}{separator}{path_and_query}"))
-        .map_err(|_| UpstreamError::Request("invalid upstream URL"))
+    let prefix = base.path().trim_end_matches('/');
+    let separator = if path.starts_with('/') { "" } else { "/" };
+    let mut url = base.clone();
+    url.set_path(&format!("{prefix}{separator}{path}"));
+    url.set_query(query);
+    url.set_fragment(None);
+    Ok(url)
 }
 
 /// `host:port` of an upstream, for metric labels and logs: never the scheme's credentials or
@@ -410,6 +419,17 @@ mod tests {
         assert_eq!(
             endpoint(&bare, "api/ai/generate").unwrap().as_str(),
             "http://ai.internal:8090/api/ai/generate"
+        );
+        let with_query = Url::parse("https://ai.internal/base?old=1#frag").unwrap();
+        assert_eq!(
+            endpoint(&with_query, "/api/search/x y?q=a%20b&k=")
+                .unwrap()
+                .as_str(),
+            "https://ai.internal/base/api/search/x%20y?q=a%20b&k="
+        );
+        assert_eq!(
+            endpoint(&with_query, "/v1/models").unwrap().as_str(),
+            "https://ai.internal/base/v1/models"
         );
     }
 
