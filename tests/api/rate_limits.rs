@@ -1,6 +1,6 @@
-//! 429 with the contract's headers, per user or (anonymous) per peer address; limits shared across
-//! few tokens at a time to busy clients); a dead Redis falls back to the local limiter
-//! instead of lifting limits.
+//! 429 with the contract's headers, per user or (anonymous) per peer address; limits shared
+//! across instances through Redis (leased a few tokens at a time to busy clients); a dead Redis
+//! falls back to the local limiter instead of lifting limits.
 
 use std::time::Instant;
 
