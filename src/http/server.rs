@@ -9,22 +9,17 @@
 //! reads each connection straight into one 8 KiB buffer.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::serve::{Listener, ListenerExt};
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::Layer;
-
-/// Longest wait for a request head once a connection has started sending one: a client that
-/// trickles its headers (slowloris) is dropped instead of holding a connection forever.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `app` on `listener` until `shutdown` fires; then stops accepting, asks every open
 /// connection to close after its current response, and returns once all have closed.
@@ -39,9 +34,10 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
             tracing::debug!(error = %err, "cannot set TCP_NODELAY");
         }
     });
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+    // No timer, hence no header read timeout: hyper's would also close idle keep-alive
+    // connections after 30 s, racing a load balancer that reuses them for longer (a 502 for
+    // the request caught in between). Idle connections stay open, as with `axum::serve`.
+    let http = http1::Builder::new();
     let connections = GracefulShutdown::new();
     loop {
         // `accept` retries by itself on per-connection errors and backs off when out of
