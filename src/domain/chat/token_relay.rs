@@ -54,9 +54,9 @@ pub(super) fn relay(
             turn.conversation_id,
         );
         let conversation_id = turn.conversation_id.to_string();
-        let opened = chat
-            .ai
-            .chat_stream(&conversation_id, &turn.content, &history, &ctx)
+        // Boxed: the call's future is large and only needed until the headers are in; held
+        // inline, its size would stay in this stream's state for the whole answer.
+        let opened = Box::pin(chat.ai.chat_stream(&conversation_id, &turn.content, &history, &ctx))
             .await;
         // Sent: an open stream should not hold the conversation's history (up to 20 messages
         // of up to 8,000 characters) for as long as the answer takes.
@@ -211,6 +211,41 @@ mod tests {
             interpret(&event("error", r#"{"error":"x"}"#)),
             Err(UpstreamError::Malformed { .. })
         ));
+    }
+
+    /// An open answer is held for as long as the model talks, thousands at a time: its
+    /// state must not carry the upstream call's future (boxed, and gone once the answer's
+    /// headers are in). Inline, that future tripled the stream's size.
+    #[tokio::test]
+    async fn an_open_answer_does_not_hold_the_call_future() {
+        let metrics = Metrics::new();
+        let store = crate::store::Store::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let client = crate::upstream::UpstreamClient::new(crate::upstream::UpstreamConfig::new(
+            "key",
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        ))
+        .unwrap();
+        let ai = crate::upstream::AiService::new(
+            client,
+            url::Url::parse("http://127.0.0.1:9").unwrap(),
+            &[],
+            crate::upstream::BreakerConfig::default(),
+            metrics.clone(),
+        );
+        let chat = Chat::new(store, ai, metrics, tokio_util::task::TaskTracker::new());
+        let owner = crate::ids::UserId::new("someone".to_owned());
+        let slot = crate::limits::StreamSlots::new(1).acquire(&owner).unwrap();
+        let turn = ChatTurn {
+            owner,
+            conversation_id: crate::ids::ConversationId::new(),
+            content: "hi".to_owned(),
+        };
+        let stream = relay(chat, turn, Vec::new(), CallContext::default(), slot);
+        let size = std::mem::size_of_val(&stream);
+        assert!(size < 2048, "an open answer's state is {size} bytes");
     }
 
     #[test]
