@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
+use http_body_util::BodyExt;
 use tokio::time::Instant;
 
 use crate::app::AppState;
@@ -18,6 +19,7 @@ use crate::cache;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::call_context::call_context;
 use crate::http::stack::MAX_BODY_BYTES;
+use crate::upstream::transport::{RequestBody, empty_body, full_body};
 use crate::upstream::{CallError, endpoint};
 
 const SEARCH_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -113,14 +115,17 @@ async fn forward(
         ApiError::from(CallError::Rejected(rejected))
     })?;
 
-    let url = endpoint(ai.base(), &path_and_query).map_err(ApiError::internal)?;
-    let mut upstream = reqwest::Request::new(method, url);
+    let uri = endpoint(ai.base(), &path_and_query).map_err(ApiError::internal)?;
+    let mut headers = HeaderMap::with_capacity(FORWARDED_REQUEST_HEADERS.len() + 4);
     for name in FORWARDED_REQUEST_HEADERS {
         if let Some(value) = request.headers().get(&name) {
-            upstream.headers_mut().insert(name, value.clone());
+            headers.insert(name, value.clone());
         }
     }
-    *upstream.body_mut() = upstream_body(request).await?;
+    let mut upstream = http::Request::new(upstream_body(request).await?);
+    *upstream.method_mut() = method;
+    *upstream.uri_mut() = uri;
+    *upstream.headers_mut() = headers;
 
     let started = Instant::now();
     let ctx = call_context(Some(&user));
@@ -151,7 +156,6 @@ async fn forward(
     permit.success();
 
     let headers = safe_response_headers(response.headers());
-    let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     if let Some(cache_key) = cache_key.filter(|_| status == StatusCode::OK) {
         let content_type = headers
             .get(header::CONTENT_TYPE)
@@ -188,7 +192,7 @@ async fn forward(
 
 /// Small bodies of known length are sent in one piece (no chunked encoding for the AI
 /// service to parse); large or unknown-length bodies are streamed, capped at 1 MiB.
-async fn upstream_body(request: Request) -> Result<Option<reqwest::Body>, ApiError> {
+async fn upstream_body(request: Request) -> Result<RequestBody, ApiError> {
     const BUFFERED_UP_TO: u64 = 64 * 1024;
     let length = request
         .headers()
@@ -197,8 +201,8 @@ async fn upstream_body(request: Request) -> Result<Option<reqwest::Body>, ApiErr
         .and_then(|v| v.parse::<u64>().ok());
     let chunked = request.headers().contains_key(header::TRANSFER_ENCODING);
     match length {
-        Some(0) => Ok(None),
-        None if !chunked => Ok(None),
+        Some(0) => Ok(empty_body()),
+        None if !chunked => Ok(empty_body()),
         Some(len) if len <= BUFFERED_UP_TO => {
             let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
                 .await
@@ -208,19 +212,14 @@ async fn upstream_body(request: Request) -> Result<Option<reqwest::Body>, ApiErr
                         "request body is larger than 1 MiB",
                     )
                 })?;
-            Ok(Some(reqwest::Body::from(bytes)))
+            Ok(full_body(bytes))
         }
-        _ => {
-            let limited = http_body_util::Limited::new(request.into_body(), MAX_BODY_BYTES);
-            Ok(Some(reqwest::Body::wrap_stream(
-                Body::new(limited).into_data_stream(),
-            )))
-        }
+        _ => Ok(http_body_util::Limited::new(request.into_body(), MAX_BODY_BYTES).boxed_unsync()),
     }
 }
 
 /// Response headers minus hop-by-hop ones and cookies (the AI service never sets ours).
-fn safe_response_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap {
+fn safe_response_headers(upstream: &HeaderMap) -> HeaderMap {
     const DROPPED: [&str; 10] = [
         "connection",
         "keep-alive",
@@ -233,16 +232,10 @@ fn safe_response_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap {
         "set-cookie",
         "server",
     ];
-    let mut out = HeaderMap::new();
+    let mut out = HeaderMap::with_capacity(upstream.len());
     for (name, value) in upstream {
-        if DROPPED.contains(&name.as_str()) {
-            continue;
-        }
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_str().as_bytes()),
-            HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            out.append(name, value);
+        if !DROPPED.contains(&name.as_str()) {
+            out.append(name.clone(), value.clone());
         }
     }
     out

@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
-use http::{HeaderMap, Method};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
+use http::{HeaderMap, Method, Request, Response, Uri};
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
@@ -20,6 +22,7 @@ use url::Url;
 
 use super::byte_stream::{ByteStream, StreamTimeouts};
 use super::error::{STATUS_BODY_LOG_LIMIT, UpstreamError};
+use super::transport::{RequestBody, Transport, empty_body, full_body};
 
 /// Longest time spent opening a connection, whatever the call timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -29,6 +32,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+const SLUICE_USER_AGENT: HeaderValue =
+    HeaderValue::from_static(concat!("sluice/", env!("CARGO_PKG_VERSION")));
 
 /// Settings of the upstream client, taken from `AI_API_KEY`, `UPSTREAM_TIMEOUT_MS` and
 /// `STREAM_IDLE_TIMEOUT_MS`.
@@ -84,7 +89,7 @@ pub struct CallContext {
 /// The shared upstream client. Cloning is cheap and clones share the connection pool.
 #[derive(Clone)]
 pub struct UpstreamClient {
-    http: reqwest::Client,
+    http: Transport,
     authorization: HeaderValue,
     call_timeout: Duration,
     idle_timeout: Duration,
@@ -101,20 +106,12 @@ impl fmt::Debug for UpstreamClient {
 }
 
 impl UpstreamClient {
-    /// Builds the pooled client. Fails only if the API key is not a valid header value or the
-    /// TLS backend cannot start.
+    /// Builds the pooled client. Fails only if the API key is not a valid header value.
     pub fn new(config: UpstreamConfig) -> Result<Self, UpstreamError> {
         let mut authorization = HeaderValue::try_from(format!("Bearer {}", config.api_key))
             .map_err(|_| UpstreamError::Request("the API key is not a valid header value"))?;
         authorization.set_sensitive(true);
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.call_timeout.min(CONNECT_TIMEOUT))
-            // The AI service has no reason to redirect, and following one could send the API key
-            // somewhere else.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|_| UpstreamError::Request("the HTTP client could not be built"))?;
+        let http = Transport::new(config.call_timeout.min(CONNECT_TIMEOUT));
         Ok(Self {
             http,
             authorization,
@@ -227,20 +224,20 @@ impl UpstreamClient {
     /// [`UpstreamClient::body_stream`] so the first-byte budget covers the whole call.
     pub async fn send(
         &self,
-        mut request: reqwest::Request,
+        mut request: Request<RequestBody>,
         ctx: &CallContext,
-    ) -> Result<reqwest::Response, UpstreamError> {
+    ) -> Result<Response<Incoming>, UpstreamError> {
         self.apply_context(request.headers_mut(), ctx);
         let deadline = Instant::now() + self.call_timeout;
         self.within(deadline, self.execute(request)).await
     }
 
     /// The body of a response as chunks, with the stream timeouts counted from `call_started`.
-    pub fn body_stream(&self, response: reqwest::Response, call_started: Instant) -> ByteStream {
-        let budget = self.call_timeout;
+    pub fn body_stream(&self, response: Response<Incoming>, call_started: Instant) -> ByteStream {
         let chunks = response
-            .bytes_stream()
-            .map(move |chunk| chunk.map_err(|err| UpstreamError::from_reqwest(err, budget)));
+            .into_body()
+            .into_data_stream()
+            .map(|chunk| chunk.map_err(UpstreamError::from_body));
         ByteStream::new(chunks, call_started, self.stream_timeouts())
     }
 
@@ -252,13 +249,14 @@ impl UpstreamClient {
         body: Option<Bytes>,
         accept: &'static str,
         ctx: &CallContext,
-    ) -> Result<reqwest::Request, UpstreamError> {
-        let mut request = reqwest::Request::new(method, endpoint(base, path)?);
+    ) -> Result<Request<RequestBody>, UpstreamError> {
+        let mut request = Request::new(body.clone().map_or_else(empty_body, full_body));
+        *request.method_mut() = method;
+        *request.uri_mut() = endpoint(base, path)?;
         let headers = request.headers_mut();
         headers.insert(ACCEPT, HeaderValue::from_static(accept));
-        if let Some(body) = body {
+        if body.is_some() {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            *request.body_mut() = Some(body.into());
         }
         self.apply_context(request.headers_mut(), ctx);
         Ok(request)
@@ -266,6 +264,7 @@ impl UpstreamClient {
 
     fn apply_context(&self, headers: &mut HeaderMap, ctx: &CallContext) {
         headers.insert(AUTHORIZATION, self.authorization.clone());
+        headers.insert(USER_AGENT, SLUICE_USER_AGENT);
         headers.remove(&X_REQUEST_ID);
         headers.remove(&X_USER_ID);
         match HeaderValue::try_from(ctx.request_id.as_str()) {
@@ -284,21 +283,24 @@ impl UpstreamClient {
         }
     }
 
-    async fn execute(&self, request: reqwest::Request) -> Result<reqwest::Response, UpstreamError> {
+    async fn execute(
+        &self,
+        request: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         self.http
-            .execute(request)
+            .request(request)
             .await
-            .map_err(|err| UpstreamError::from_reqwest(err, self.call_timeout))
+            .map_err(UpstreamError::from_client)
     }
 
     async fn call_json<R: DeserializeOwned>(
         &self,
-        request: reqwest::Request,
+        request: Request<RequestBody>,
     ) -> Result<R, UpstreamError> {
         let deadline = Instant::now() + self.call_timeout;
         self.within(deadline, async {
             let response = error_for_status(self.execute(request).await?).await?;
-            let body = read_body(response, self.max_body_bytes, self.call_timeout).await?;
+            let body = read_body(response, self.max_body_bytes).await?;
             serde_json::from_slice(&body).map_err(|err| UpstreamError::Malformed {
                 detail: err.to_string(),
             })
@@ -323,7 +325,7 @@ impl UpstreamClient {
 ///
 /// Built by setting the path and query on a copy of the parsed base rather than parsing a
 /// whole new URL: the host (and its IDNA processing) is not parsed again on every call.
-pub fn endpoint(base: &Url, path_and_query: &str) -> Result<Url, UpstreamError> {
+pub fn endpoint(base: &Url, path_and_query: &str) -> Result<Uri, UpstreamError> {
     if base.cannot_be_a_base() {
         return Err(UpstreamError::Request("invalid upstream URL"));
     }
@@ -337,7 +339,7 @@ pub fn endpoint(base: &Url, path_and_query: &str) -> Result<Url, UpstreamError> 
     url.set_path(&format!("{prefix}{separator}{path}"));
     url.set_query(query);
     url.set_fragment(None);
-    Ok(url)
+    Uri::try_from(url.as_str()).map_err(|_| UpstreamError::Request("invalid upstream URL"))
 }
 
 /// `host:port` of an upstream, for metric labels and logs: never the scheme's credentials or
@@ -359,47 +361,47 @@ fn json_body<T: Serialize + ?Sized>(body: &T) -> Result<Bytes, UpstreamError> {
 /// Passes a 2xx response through; turns any other into [`UpstreamError::Status`], keeping the
 /// start of its body for the logs.
 async fn error_for_status(
-    mut response: reqwest::Response,
-) -> Result<reqwest::Response, UpstreamError> {
+    mut response: Response<Incoming>,
+) -> Result<Response<Incoming>, UpstreamError> {
     let status = response.status();
     if status.is_success() {
         return Ok(response);
     }
     let mut body = Vec::new();
     while body.len() < STATUS_BODY_LOG_LIMIT {
-        match response.chunk().await {
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-            Ok(None) | Err(_) => break,
+        match response.body_mut().frame().await {
+            Some(Ok(frame)) => {
+                if let Some(chunk) = frame.data_ref() {
+                    body.extend_from_slice(chunk);
+                }
+            }
+            Some(Err(_)) | None => break,
         }
     }
     Err(UpstreamError::status_with_body(status.as_u16(), &body))
 }
 
-async fn read_body(
-    mut response: reqwest::Response,
-    limit: usize,
-    budget: Duration,
-) -> Result<Vec<u8>, UpstreamError> {
+async fn read_body(response: Response<Incoming>, limit: usize) -> Result<Vec<u8>, UpstreamError> {
     let too_large = UpstreamError::TooLarge {
         what: "body",
         limit,
     };
-    let declared = response.content_length().unwrap_or(0);
+    let mut body = response.into_body();
+    let declared = body.size_hint().exact().unwrap_or(0);
     if usize::try_from(declared).map_or(true, |declared| declared > limit) {
         return Err(too_large);
     }
-    let mut body = Vec::with_capacity(usize::try_from(declared).unwrap_or(0));
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|err| UpstreamError::from_reqwest(err, budget))?
-    {
-        if body.len() + chunk.len() > limit {
-            return Err(too_large);
+    let mut bytes = Vec::with_capacity(usize::try_from(declared).unwrap_or(0));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(UpstreamError::from_body)?;
+        if let Some(chunk) = frame.data_ref() {
+            if bytes.len() + chunk.len() > limit {
+                return Err(too_large);
+            }
+            bytes.extend_from_slice(chunk);
         }
-        body.extend_from_slice(&chunk);
     }
-    Ok(body)
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -412,23 +414,23 @@ mod tests {
     fn endpoint_keeps_the_base_path_prefix() {
         let base = Url::parse("http://ai.internal:8090/prefix/").unwrap();
         assert_eq!(
-            endpoint(&base, "/v1/models?x=1").unwrap().as_str(),
+            endpoint(&base, "/v1/models?x=1").unwrap().to_string(),
             "http://ai.internal:8090/prefix/v1/models?x=1"
         );
         let bare = Url::parse("http://ai.internal:8090").unwrap();
         assert_eq!(
-            endpoint(&bare, "api/ai/generate").unwrap().as_str(),
+            endpoint(&bare, "api/ai/generate").unwrap().to_string(),
             "http://ai.internal:8090/api/ai/generate"
         );
         let with_query = Url::parse("https://ai.internal/base?old=1#frag").unwrap();
         assert_eq!(
             endpoint(&with_query, "/api/search/x y?q=a%20b&k=")
                 .unwrap()
-                .as_str(),
+                .to_string(),
             "https://ai.internal/base/api/search/x%20y?q=a%20b&k="
         );
         assert_eq!(
-            endpoint(&with_query, "/v1/models").unwrap().as_str(),
+            endpoint(&with_query, "/v1/models").unwrap().to_string(),
             "https://ai.internal/base/v1/models"
         );
     }
@@ -462,7 +464,8 @@ mod tests {
         assert_send(client.post_json::<_, serde_json::Value>(&base, "/", &body, &ctx));
         assert_send(client.post_for_status(&base, "/", &body, &ctx));
         assert_send(client.post_stream(&base, "/", &body, &ctx));
-        let request = reqwest::Request::new(Method::GET, base.clone());
+        let mut request = Request::new(empty_body());
+        *request.uri_mut() = endpoint(&base, "/").unwrap();
         assert_send(client.send(request, &ctx));
     }
 

@@ -2,10 +2,13 @@
 //! callers can decide: fall back, count a breaker failure, retry, or map to a problem code.
 //!
 //! No variant's `Display` contains a URL, a header or a response body: the upstream's own words
-//! (status bodies, decode errors) are kept in fields for `Debug` logs only, and wrapped
-//! `reqwest::Error`s have their URL stripped, so credentials in a configured URL cannot leak.
+//! (status bodies, decode errors) are kept in fields for `Debug` logs only, and the wrapped
+//! transport errors of hyper's client never carry the URL, so credentials in a configured URL
+//! cannot leak.
 
 use std::time::Duration;
+
+use super::transport::BoxError;
 
 /// How many bytes of an error response body are kept for the logs.
 pub(crate) const STATUS_BODY_LOG_LIMIT: usize = 1024;
@@ -15,7 +18,7 @@ pub(crate) const STATUS_BODY_LOG_LIMIT: usize = 1024;
 pub enum UpstreamError {
     /// The TCP/TLS connection could not be opened (refused, unreachable, connect timeout).
     #[error("could not connect to the upstream")]
-    Connect(#[source] reqwest::Error),
+    Connect(#[source] BoxError),
     /// No answer within the call's time budget (whole call, or first byte of a stream).
     #[error("the upstream did not answer within {0:?}")]
     Timeout(Duration),
@@ -32,7 +35,7 @@ pub enum UpstreamError {
     },
     /// The connection broke after the request was sent, before or while reading the body.
     #[error("the upstream response broke off")]
-    Stream(#[source] Option<reqwest::Error>),
+    Stream(#[source] Option<BoxError>),
     /// A stream went silent for longer than the idle timeout after it had started.
     #[error("the upstream stream was silent for more than {0:?}")]
     IdleTimeout(Duration),
@@ -97,18 +100,18 @@ impl UpstreamError {
         }
     }
 
-    /// Sorts a transport error from reqwest into our variants, dropping its URL.
-    pub(crate) fn from_reqwest(err: reqwest::Error, budget: Duration) -> Self {
-        let err = err.without_url();
-        if err.is_builder() {
-            Self::Request("invalid request")
-        } else if err.is_connect() {
-            Self::Connect(err)
-        } else if err.is_timeout() {
-            Self::Timeout(budget)
+    /// Sorts an error of hyper's client (no response head) into our variants.
+    pub(crate) fn from_client(err: hyper_util::client::legacy::Error) -> Self {
+        if err.is_connect() {
+            Self::Connect(Box::new(err))
         } else {
-            Self::Stream(Some(err))
+            Self::Stream(Some(Box::new(err)))
         }
+    }
+
+    /// A response body that broke off.
+    pub(crate) fn from_body(err: hyper::Error) -> Self {
+        Self::Stream(Some(Box::new(err)))
     }
 
     /// Builds a `Status` error, keeping at most [`STATUS_BODY_LOG_LIMIT`] bytes of the body.

@@ -18,6 +18,7 @@ pub mod client;
 pub mod error;
 pub mod retry;
 pub mod sse;
+pub mod transport;
 
 pub use ai_service::{AiService, HistoryMessage, OpenAiUpstream, Passage, PassageQuery, Passages};
 pub use breaker::{BreakerConfig, BreakerObserver, BreakerState, CircuitBreaker, Permit, Rejected};

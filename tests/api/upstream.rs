@@ -124,7 +124,8 @@ async fn passthrough_replaces_browser_credentials_and_forged_ids() {
     ))
     .await;
     let url = sluice::upstream::endpoint(&base, "/api/search/x?q=1").unwrap();
-    let mut request = reqwest::Request::new(reqwest::Method::GET, url);
+    let mut request = http::Request::new(sluice::upstream::transport::empty_body());
+    *request.uri_mut() = url;
     let headers = request.headers_mut();
     headers.insert("authorization", "Bearer browser-jwt".parse().unwrap());
     headers.insert("x-user-id", "someone-else".parse().unwrap());
@@ -134,7 +135,11 @@ async fn passthrough_replaces_browser_credentials_and_forged_ids() {
     };
     let response = client().send(request, &anonymous).await.unwrap();
     assert_eq!(response.status().as_u16(), 418, "statuses pass through");
-    let seen: Value = response.json().await.unwrap();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let seen: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(seen["authorization"], 1);
     assert_eq!(seen["bearer"], format!("Bearer {API_KEY}"));
     assert_eq!(seen["x-user-id"], Value::Null);
