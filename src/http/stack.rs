@@ -12,7 +12,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::predicate::{NotForContentType, Predicate};
 use tower_http::compression::{CompressionLayer, DefaultPredicate};
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -38,7 +38,7 @@ pub fn apply(router: Router, cors_origins: &[String]) -> Router {
         // 1. Every request gets an id (kept from the caller when present), echoed back.
         .layer(SetRequestIdLayer::new(
             HeaderName::from_static(REQUEST_ID_HEADER),
-            MakeRequestUuid,
+            request_id::MakeRandomUuid,
         ))
         .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
             REQUEST_ID_HEADER,
