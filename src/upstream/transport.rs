@@ -90,3 +90,36 @@ impl Transport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// The first bytes an upstream at `scheme://127.0.0.1:port` receives from the transport.
+    async fn first_bytes(scheme: &str) -> [u8; 4] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut request = Request::new(empty_body());
+        *request.uri_mut() = format!("{scheme}://127.0.0.1:{port}/x").parse().unwrap();
+        let call = tokio::spawn(Transport::new(Duration::from_secs(2)).request(request));
+        let accepted = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
+        let (mut socket, _) = accepted.expect("the transport connected").unwrap();
+        let mut first = [0u8; 4];
+        socket.read_exact(&mut first).await.unwrap();
+        drop(socket);
+        assert!(call.await.unwrap().is_err(), "the peer hung up");
+        first
+    }
+
+    #[tokio::test]
+    async fn https_urls_get_tls_and_http_urls_plain_http() {
+        let tls = first_bytes("https").await;
+        assert_eq!(tls[0], 0x16, "a TLS handshake record, got {tls:?}");
+        assert_eq!(&first_bytes("http").await, b"GET ");
+    }
+}
