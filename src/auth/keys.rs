@@ -114,7 +114,9 @@ impl Authenticator {
                 .map(|data| data.claims)
                 .map_err(classify),
             KeySource::Jwks(cache) => {
-                let key = cache.key_for(header.kid.as_deref(), header.alg).await?;
+                // Boxed: a key lookup may fetch the JWKS; inline, that future's size would be
+                // carried by every verification.
+                let key = Box::pin(cache.key_for(header.kid.as_deref(), header.alg)).await?;
                 let mut validation = self.inner.validation.clone();
                 validation.algorithms = key.algorithms.clone();
                 decode::<Claims>(token, &key.key, &validation)

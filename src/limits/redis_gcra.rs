@@ -61,6 +61,18 @@ impl RedisLimiter {
         if let Some(decision) = self.leases.take(class, key, Instant::now()) {
             return Ok(decision);
         }
+        // Boxed: the script call's future is large, and most requests are served from a
+        // lease above; inline, every request's future (and its allocation) would carry it.
+        Box::pin(self.refill(class, quota, key)).await
+    }
+
+    /// Asks Redis for a token and, for a busy client, a lease of more.
+    async fn refill(
+        &self,
+        class: LimitClass,
+        quota: Quota,
+        key: &str,
+    ) -> Result<Decision, redis::RedisError> {
         let mut conn = self.link.conn();
         let redis_key = format!("sluice:rl:{}:{}", class.as_str(), key);
         let emission_us = quota.emission_interval.as_micros().max(1) as u64;
