@@ -116,6 +116,7 @@ async fn forward(
     })?;
 
     let uri = endpoint(ai.base(), &path_and_query).map_err(ApiError::internal)?;
+    // Room for the four headers the client adds (key, user agent, request and user ids).
     let mut headers = HeaderMap::with_capacity(FORWARDED_REQUEST_HEADERS.len() + 4);
     for name in FORWARDED_REQUEST_HEADERS {
         if let Some(value) = request.headers().get(&name) {

@@ -13,8 +13,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
 use http::{HeaderMap, Method, Request, Response, Uri};
-use http_body_util::BodyExt;
-use hyper::body::{Body as _, Incoming};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
@@ -250,12 +250,13 @@ impl UpstreamClient {
         accept: &'static str,
         ctx: &CallContext,
     ) -> Result<Request<RequestBody>, UpstreamError> {
-        let mut request = Request::new(body.clone().map_or_else(empty_body, full_body));
+        let has_body = body.is_some();
+        let mut request = Request::new(body.map_or_else(empty_body, full_body));
         *request.method_mut() = method;
         *request.uri_mut() = endpoint(base, path)?;
         let headers = request.headers_mut();
         headers.insert(ACCEPT, HeaderValue::from_static(accept));
-        if body.is_some() {
+        if has_body {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
         self.apply_context(request.headers_mut(), ctx);
@@ -381,27 +382,15 @@ async fn error_for_status(
     Err(UpstreamError::status_with_body(status.as_u16(), &body))
 }
 
-async fn read_body(response: Response<Incoming>, limit: usize) -> Result<Vec<u8>, UpstreamError> {
-    let too_large = UpstreamError::TooLarge {
-        what: "body",
-        limit,
-    };
-    let mut body = response.into_body();
-    let declared = body.size_hint().exact().unwrap_or(0);
-    if usize::try_from(declared).map_or(true, |declared| declared > limit) {
-        return Err(too_large);
+async fn read_body(response: Response<Incoming>, limit: usize) -> Result<Bytes, UpstreamError> {
+    match Limited::new(response.into_body(), limit).collect().await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(err) if err.is::<LengthLimitError>() => Err(UpstreamError::TooLarge {
+            what: "body",
+            limit,
+        }),
+        Err(err) => Err(UpstreamError::Stream(Some(err))),
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(declared).unwrap_or(0));
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(UpstreamError::from_body)?;
-        if let Some(chunk) = frame.data_ref() {
-            if bytes.len() + chunk.len() > limit {
-                return Err(too_large);
-            }
-            bytes.extend_from_slice(chunk);
-        }
-    }
-    Ok(bytes)
 }
 
 #[cfg(test)]

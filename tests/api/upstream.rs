@@ -472,3 +472,36 @@ async fn retry_repeats_a_5xx_up_to_max_attempts() {
     );
     assert_eq!(hits.load(Ordering::SeqCst), FAST_RETRY.max_attempts);
 }
+
+#[tokio::test]
+async fn a_json_answer_over_the_body_cap_is_refused_whether_declared_or_streamed() {
+    let big = "x".repeat(64);
+    let declared = big.clone();
+    let base = spawn(
+        Router::new()
+            .route("/declared", get(move || async move { declared }))
+            .route(
+                "/streamed",
+                get(|| async {
+                    paced_body(
+                        vec!["\"", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "\""],
+                        Duration::ZERO,
+                    )
+                }),
+            )
+            .route("/small", get(|| async { "\"ok\"" })),
+    )
+    .await;
+    let mut config = UpstreamConfig::new(API_KEY, CALL_TIMEOUT, IDLE_TIMEOUT);
+    config.max_body_bytes = 16;
+    let capped = UpstreamClient::new(config).unwrap();
+    for path in ["/declared", "/streamed"] {
+        let result = capped.get_json::<Value>(&base, path, &ctx()).await;
+        assert!(
+            matches!(result, Err(UpstreamError::TooLarge { limit: 16, .. })),
+            "{path}: {result:?}"
+        );
+    }
+    let small: Value = capped.get_json(&base, "/small", &ctx()).await.unwrap();
+    assert_eq!(small, "ok");
+}
