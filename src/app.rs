@@ -16,6 +16,7 @@ use crate::config::{ConfigError, Settings, random_token};
 use crate::domain::scenarios::Scenarios;
 use crate::events::{EventBus, LocalBus, RedisBus};
 use crate::http::rate_limit::RateLimitState;
+use crate::http::shards::Shards;
 use crate::limits::{Quotas, RateLimiter, RedisLimiter, StreamSlots};
 use crate::metrics::Metrics;
 use crate::redis_link::RedisLink;
@@ -273,25 +274,38 @@ impl Application {
         let tasks = state.tasks.clone();
         let store = state.store.clone();
         let bus = state.bus.clone();
+        let shards = Arc::new(Shards::start(state.settings.worker_threads)?);
         let app = router::router(state);
-        tracing::info!(addr = %listener.local_addr()?, "sluice listening");
-        let server = tokio::spawn(crate::http::server::serve(listener, app, shutdown.clone()));
+        tracing::info!(addr = %listener.local_addr()?, threads = shards.len(), "sluice listening");
+        let server = tokio::spawn({
+            let shards = shards.clone();
+            let shutdown = shutdown.clone();
+            async move { crate::http::server::serve(listener, app, shutdown, &shards).await }
+        });
         shutdown.cancelled().await;
         tracing::info!(
             grace_secs = grace.as_secs(),
             "shutting down; draining connections"
         );
         tasks.close();
+        let mut server = server;
         let drained = tokio::time::timeout(grace, async {
-            let _ = server.await;
+            let _ = (&mut server).await;
             tasks.wait().await;
         })
         .await;
         if drained.is_err() {
             tracing::warn!("grace period over; closing remaining connections");
+            server.abort();
+            let _ = server.await;
         }
         bus.shutdown().await;
         store.close().await;
+        // Last, since database and Redis connections opened from a shard are driven by its
+        // runtime; stopping the shards drops any connection still open.
+        if let Some(shards) = Arc::into_inner(shards) {
+            shards.stop().await;
+        }
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ mod secret;
 mod source;
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -174,6 +175,9 @@ pub struct Settings {
     pub sse_keepalive: Duration,
     /// Drain time for open streams on shutdown.
     pub shutdown_grace: Duration,
+    /// Event-loop threads serving connections (`TOKIO_WORKER_THREADS`, tokio's own variable,
+    /// which also sizes the runtime of everything else; default: one per core).
+    pub worker_threads: NonZeroUsize,
     /// Log format.
     pub log_format: LogFormat,
     /// Directory of the built demo frontend served at `/`.
@@ -279,6 +283,7 @@ impl Settings {
             },
             sse_keepalive: p.secs("SSE_KEEPALIVE_SECS", 15)?,
             shutdown_grace: p.secs("SHUTDOWN_GRACE_SECS", 20)?,
+            worker_threads: worker_threads(&p)?,
             log_format: p.log_format("LOG_FORMAT")?,
             frontend_dir: p
                 .string("FRONTEND_DIR")
@@ -295,6 +300,16 @@ impl Settings {
         }
         Ok(settings)
     }
+}
+
+/// `TOKIO_WORKER_THREADS`, else the number of cores.
+fn worker_threads(p: &Parser<'_>) -> Result<NonZeroUsize, ConfigError> {
+    let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    let count = p.positive(
+        "TOKIO_WORKER_THREADS",
+        u32::try_from(cores).unwrap_or(u32::MAX),
+    )?;
+    Ok(NonZeroUsize::new(count as usize).unwrap_or(NonZeroUsize::MIN))
 }
 
 /// A random URL-safe token (used for the per-start AI API key and dev signing secret).

@@ -30,12 +30,23 @@ fn defaults_follow_the_contract() {
     assert_eq!(s.ai.stream_idle_timeout, Duration::from_millis(30_000));
     assert_eq!(s.sse_keepalive, Duration::from_secs(15));
     assert_eq!(s.shutdown_grace, Duration::from_secs(20));
+    assert_eq!(
+        Some(s.worker_threads),
+        std::thread::available_parallelism().ok(),
+        "one event-loop thread per core"
+    );
     assert_eq!(s.auth_cookie_name, "sluice_token");
     assert_eq!(
         s.ai.api_key.expose().len(),
         64,
         "a random API key per start"
     );
+}
+
+#[test]
+fn worker_threads_follow_tokios_variable() {
+    let s = settings(&[("TOKIO_WORKER_THREADS", "3")]).unwrap();
+    assert_eq!(s.worker_threads.get(), 3);
 }
 
 #[test]
@@ -59,6 +70,7 @@ fn errors_name_the_variable() {
         ("AI_SERVICE_URL", "ftp://x"),
         ("LOG_FORMAT", "xml"),
         ("JWT_SECRET", "short"),
+        ("TOKIO_WORKER_THREADS", "0"),
     ] {
         let err = settings(&[(key, value)]).unwrap_err();
         assert_eq!(err.variable, key, "{err}");

@@ -8,5 +8,6 @@ pub mod metrics_layer;
 pub mod rate_limit;
 pub mod request_id;
 pub mod server;
+pub mod shards;
 pub mod sse;
 pub mod stack;

@@ -7,33 +7,36 @@
 //! of sluice's memory. Clients reach the gateway over HTTP/1.1 (browsers speak HTTP/2 only
 //! over TLS, which ends at the load balancer), so the listener serves HTTP/1.1 only and hyper
 //! reads each connection straight into one 8 KiB buffer.
+//!
+//! Accepted connections are served on the event-loop threads of [`super::shards`].
 
 use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::serve::{Listener, ListenerExt};
+use axum::serve::Listener;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower::Layer;
+
+use super::shards::Shards;
 
 /// Serves `app` on `listener` until `shutdown` fires; then stops accepting, asks every open
 /// connection to close after its current response, and returns once all have closed.
 ///
+/// Connections are accepted here and each is served on one of `shards` for its whole life.
 /// Each request carries the peer's [`ConnectInfo<SocketAddr>`], as with axum's
 /// `into_make_service_with_connect_info`.
-pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) {
-    // Without TCP_NODELAY, a response written in two pieces (head, then body) waits for the
-    // client's delayed ACK: ~40 ms added to every request on a fresh connection.
-    let mut listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-        }
-    });
+pub async fn serve(
+    mut listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+    shards: &Shards,
+) {
     // No timer, hence no header read timeout: hyper's would also close idle keep-alive
     // connections after 30 s, racing a load balancer that reuses them for longer (a 502 for
     // the request caught in between). Idle connections stay open, as with `axum::serve`.
@@ -43,19 +46,82 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
         // `accept` retries by itself on per-connection errors and backs off when out of
         // descriptors, so the loop never ends on a bad client.
         let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = Listener::accept(&mut listener) => accepted,
             () = shutdown.cancelled() => break,
         };
+        // The socket moves to the shard's runtime, which registers it with its own poller.
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
+            Err(err) => {
+                tracing::debug!(error = %err, "cannot hand over an accepted connection");
+                continue;
+            }
+        };
         let service = axum::Extension(ConnectInfo::<SocketAddr>(peer)).layer(app.clone());
-        let connection =
-            http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service));
-        let connection = connections.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
+        let watcher = connections.watcher();
+        let http = http.clone();
+        shards.spawn(async move {
+            let tcp = match TcpStream::from_std(tcp) {
+                Ok(tcp) => tcp,
+                Err(err) => {
+                    tracing::debug!(error = %err, "cannot register an accepted connection");
+                    return;
+                }
+            };
+            // Without TCP_NODELAY, a response written in two pieces (head, then body) waits
+            // for the client's delayed ACK: ~40 ms added to every request on a fresh
+            // connection.
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+            }
+            let connection =
+                http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service));
+            if let Err(err) = watcher.watch(connection).await {
                 tracing::trace!(error = %err, "connection ended with an error");
             }
         });
     }
     drop(listener);
     connections.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::num::NonZeroUsize;
+    use std::sync::Arc;
+
+    use std::thread;
+
+    use axum::routing::get;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn connections_are_served_on_the_shard_threads() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let app = Router::new().route(
+            "/",
+            get(|| async { thread::current().name().unwrap_or_default().to_owned() }),
+        );
+        let shards = Arc::new(Shards::start(NonZeroUsize::new(2).unwrap()).unwrap());
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn({
+            let (shards, shutdown) = (shards.clone(), shutdown.clone());
+            async move { serve(listener, app, shutdown, &shards).await }
+        });
+        let mut served_by = Vec::new();
+        for _ in 0..2 {
+            // A client per call: a new connection each time, handed to the next shard.
+            let client = reqwest::Client::new();
+            served_by.push(client.get(&url).send().await.unwrap().text().await.unwrap());
+        }
+        served_by.sort();
+        assert_eq!(served_by, ["sluice-shard-0", "sluice-shard-1"]);
+        shutdown.cancel();
+        server.await.unwrap();
+        Arc::into_inner(shards).unwrap().stop().await;
+    }
 }

@@ -9,6 +9,7 @@
 //! layers (redirects, retries, request conversion) also cost about a tenth of a passthrough
 //! call's CPU, for features the AI service does not need.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use thread_local::ThreadLocal;
 
 /// Any error a request body can end with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -47,10 +49,17 @@ pub fn empty_body() -> RequestBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
-/// Two pools, one per scheme, so that a plain connection is not sized for TLS. Cheap to clone;
-/// clones share the pools.
+/// Connection pools kept per thread, so that a call made on one of the gateway's event-loop
+/// threads ([`crate::http::shards`]) reuses connections driven by that same thread instead of
+/// waking another one at every step. Cheap to clone; clones share the pools.
 #[derive(Clone)]
 pub struct Transport {
+    connect_timeout: Duration,
+    pools: Arc<ThreadLocal<Pools>>,
+}
+
+/// Two pools, one per scheme, so that a plain connection is not sized for TLS.
+struct Pools {
     plain: Client<HttpConnector, RequestBody>,
     tls: Client<HttpsConnector<HttpConnector>, RequestBody>,
 }
@@ -58,6 +67,26 @@ pub struct Transport {
 impl Transport {
     /// Pools whose connection attempts give up after `connect_timeout`.
     pub fn new(connect_timeout: Duration) -> Self {
+        Self {
+            connect_timeout,
+            pools: Arc::new(ThreadLocal::new()),
+        }
+    }
+
+    /// Sends `request` on a pooled connection of its scheme. Redirects are not followed: the
+    /// AI service has no reason to send one, and following it could carry the API key away.
+    pub fn request(&self, request: Request<RequestBody>) -> ResponseFuture {
+        let pools = self.pools.get_or(|| Pools::new(self.connect_timeout));
+        if request.uri().scheme() == Some(&Scheme::HTTPS) {
+            pools.tls.request(request)
+        } else {
+            pools.plain.request(request)
+        }
+    }
+}
+
+impl Pools {
+    fn new(connect_timeout: Duration) -> Self {
         let mut tcp = HttpConnector::new();
         tcp.set_connect_timeout(Some(connect_timeout));
         // Without it a request written as head then body waits for the peer's delayed ACK.
@@ -77,16 +106,6 @@ impl Transport {
         Self {
             plain: builder.build(tcp),
             tls: builder.build(tls),
-        }
-    }
-
-    /// Sends `request` on a pooled connection of its scheme. Redirects are not followed: the
-    /// AI service has no reason to send one, and following it could carry the API key away.
-    pub fn request(&self, request: Request<RequestBody>) -> ResponseFuture {
-        if request.uri().scheme() == Some(&Scheme::HTTPS) {
-            self.tls.request(request)
-        } else {
-            self.plain.request(request)
         }
     }
 }
@@ -114,6 +133,77 @@ mod tests {
         drop(socket);
         assert!(call.await.unwrap().is_err(), "the peer hung up");
         first
+    }
+
+    /// Two calls from each of two threads reach a counting upstream: every thread reuses its
+    /// own connection and never another thread's.
+    #[test]
+    fn each_thread_keeps_its_own_connections() {
+        let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", upstream.local_addr().unwrap());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                upstream.set_nonblocking(true).unwrap();
+                let upstream = TcpListener::from_std(upstream).unwrap();
+                let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+                loop {
+                    let (tcp, _) = upstream.accept().await.unwrap();
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                    tokio::spawn(
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(tcp), service),
+                    );
+                }
+            });
+        });
+        let transport = Transport::new(Duration::from_secs(2));
+        // The first thread keeps its runtime running (its connection open and idle in a
+        // pool) until the second has made its calls, which start once the first's are done.
+        let (first_done, second_may_start) = tokio::sync::oneshot::channel::<()>();
+        let (second_done, first_may_end) = tokio::sync::oneshot::channel::<()>();
+        let calls_from_a_thread =
+            |before: Option<tokio::sync::oneshot::Receiver<()>>,
+             after: tokio::sync::oneshot::Sender<()>,
+             end: Option<tokio::sync::oneshot::Receiver<()>>| {
+                let (transport, url) = (transport.clone(), url.clone());
+                std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    runtime.block_on(async move {
+                        if let Some(before) = before {
+                            before.await.unwrap();
+                        }
+                        for _ in 0..2 {
+                            let mut request = Request::new(empty_body());
+                            *request.uri_mut() = url.parse().unwrap();
+                            let call = transport.request(request);
+                            let response = tokio::time::timeout(Duration::from_secs(5), call)
+                                .await
+                                .expect("answered")
+                                .unwrap();
+                            response.into_body().collect().await.unwrap();
+                        }
+                        after.send(()).unwrap();
+                        if let Some(end) = end {
+                            end.await.unwrap();
+                        }
+                    });
+                })
+            };
+        let first = calls_from_a_thread(None, first_done, Some(first_may_end));
+        let second = calls_from_a_thread(Some(second_may_start), second_done, None);
+        second.join().unwrap();
+        first.join().unwrap();
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

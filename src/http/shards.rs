@@ -1,0 +1,155 @@
+//! Event-loop threads that serve accepted connections: each runs a single-threaded tokio
+//! runtime, and a connection lives on one of them for its whole life, with its requests, the
+//! upstream calls they make (see [`crate::upstream::transport`]) and their answers.
+//!
+//! Why not the multi-threaded runtime for connections: its work stealing moves a request's
+//! tasks (the client connection, the upstream connection) between workers, so every step of
+//! a proxied call could wake another thread, and idle workers spin looking for work. With a
+//! passthrough call at saturation on two shared cores, that cost about a third of sluice's
+//! CPU per call (BENCHMARKS.md). This is the layout of nginx's and Envoy's workers: one
+//! event loop per core, connections balanced across them as they are accepted.
+//!
+//! Everything else (the database pool, Redis, the progress fan-out, background jobs) stays on
+//! the main runtime; tokio's channels, timers and sockets work across runtimes.
+
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+
+use tokio::runtime::{Builder, Handle};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+/// The event-loop threads. Dropping it tells them to exit without waiting; [`Shards::stop`]
+/// also waits until they have.
+pub struct Shards {
+    handles: Vec<Handle>,
+    next: AtomicUsize,
+    exit: CancellationToken,
+    exited: Vec<oneshot::Receiver<()>>,
+}
+
+impl Shards {
+    /// Starts `count` threads (`Settings::worker_threads`).
+    pub fn start(count: NonZeroUsize) -> std::io::Result<Self> {
+        let exit = CancellationToken::new();
+        let mut handles = Vec::with_capacity(count.get());
+        let mut exited = Vec::with_capacity(count.get());
+        for index in 0..count.get() {
+            let runtime = Builder::new_current_thread().enable_all().build()?;
+            handles.push(runtime.handle().clone());
+            let (done, exited_rx) = oneshot::channel();
+            exited.push(exited_rx);
+            let exit = exit.clone();
+            thread::Builder::new()
+                .name(format!("sluice-shard-{index}"))
+                .spawn(move || {
+                    // Runs spawned connections until told to exit; the runtime (and any
+                    // connection still on it) is dropped on this thread.
+                    runtime.block_on(exit.cancelled());
+                    drop(runtime);
+                    let _ = done.send(());
+                })?;
+        }
+        Ok(Self {
+            handles,
+            next: AtomicUsize::new(0),
+            exit,
+            exited,
+        })
+    }
+
+    /// How many threads there are.
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// Always false: there is at least one thread.
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    /// Runs `future` on the next thread in turn.
+    pub fn spawn<F>(&self, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
+        self.handles[index].spawn(future);
+    }
+
+    /// Stops the threads (dropping whatever still runs on them) and waits until they have.
+    pub async fn stop(mut self) {
+        self.exit.cancel();
+        for exited in std::mem::take(&mut self.exited) {
+            let _ = exited.await;
+        }
+    }
+}
+
+impl Drop for Shards {
+    fn drop(&mut self) {
+        self.exit.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// Sends `()` when dropped: tells that a future was dropped, wherever it ran.
+    struct DropSignal(Option<std::sync::mpsc::Sender<()>>);
+
+    impl Drop for DropSignal {
+        fn drop(&mut self) {
+            if let Some(tx) = self.0.take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn futures_run_on_the_shard_threads_in_turn() {
+        let shards = Shards::start(NonZeroUsize::new(2).unwrap()).unwrap();
+        let mut names = Vec::new();
+        for _ in 0..4 {
+            let (tx, rx) = oneshot::channel();
+            shards.spawn(async move {
+                let _ = tx.send(thread::current().name().map(str::to_owned));
+            });
+            names.push(rx.await.unwrap().unwrap());
+        }
+        assert_eq!(
+            names,
+            [
+                "sluice-shard-0",
+                "sluice-shard-1",
+                "sluice-shard-0",
+                "sluice-shard-1"
+            ]
+        );
+        shards.stop().await;
+    }
+
+    #[tokio::test]
+    async fn stop_drops_what_still_runs_and_waits_for_the_threads() {
+        let shards = Shards::start(NonZeroUsize::new(1).unwrap()).unwrap();
+        let (tx, dropped) = std::sync::mpsc::channel();
+        let (started_tx, started) = oneshot::channel();
+        shards.spawn(async move {
+            let _signal = DropSignal(Some(tx));
+            let _ = started_tx.send(());
+            std::future::pending::<()>().await;
+        });
+        started.await.unwrap();
+        assert!(dropped.try_recv().is_err(), "still running before stop");
+        shards.stop().await;
+        assert!(
+            dropped.try_recv().is_ok(),
+            "the pending future was dropped by the time stop returned"
+        );
+    }
+}
