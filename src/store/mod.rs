@@ -39,6 +39,14 @@ pub enum StoreError {
     UnsupportedScheme,
 }
 
+impl StoreError {
+    /// True when no pooled connection came free within the acquire timeout: the database is
+    /// overloaded rather than broken, and the same call may well succeed a moment later.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::PoolTimedOut))
+    }
+}
+
 /// A pooled connection idle this long is pinged before use.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(2);
 
