@@ -114,8 +114,11 @@ impl Pools {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
+    use tokio::sync::oneshot;
 
     use super::*;
 
@@ -135,75 +138,77 @@ mod tests {
         first
     }
 
+    /// Runs `future` on a new thread with a single-threaded runtime of its own, as the
+    /// gateway's event-loop threads do.
+    fn on_own_thread(
+        future: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(future);
+        })
+    }
+
     /// Two calls from each of two threads reach a counting upstream: every thread reuses its
     /// own connection and never another thread's.
     #[test]
     fn each_thread_keeps_its_own_connections() {
         let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        upstream.set_nonblocking(true).unwrap();
         let url = format!("http://{}/", upstream.local_addr().unwrap());
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted = Arc::new(AtomicUsize::new(0));
         let counter = accepted.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                upstream.set_nonblocking(true).unwrap();
-                let upstream = TcpListener::from_std(upstream).unwrap();
-                let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
-                loop {
-                    let (tcp, _) = upstream.accept().await.unwrap();
-                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let service = hyper_util::service::TowerToHyperService::new(app.clone());
-                    tokio::spawn(
-                        hyper::server::conn::http1::Builder::new()
-                            .serve_connection(hyper_util::rt::TokioIo::new(tcp), service),
-                    );
-                }
-            });
+        on_own_thread(async move {
+            let upstream = TcpListener::from_std(upstream).unwrap();
+            let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+            loop {
+                let (tcp, _) = upstream.accept().await.unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service),
+                );
+            }
         });
         let transport = Transport::new(Duration::from_secs(2));
+        let two_calls = move || {
+            let (transport, url) = (transport.clone(), url.clone());
+            async move {
+                for _ in 0..2 {
+                    let mut request = Request::new(empty_body());
+                    *request.uri_mut() = url.parse().unwrap();
+                    let call = transport.request(request);
+                    let response = tokio::time::timeout(Duration::from_secs(5), call)
+                        .await
+                        .expect("answered")
+                        .unwrap();
+                    response.into_body().collect().await.unwrap();
+                }
+            }
+        };
         // The first thread keeps its runtime running (its connection open and idle in a
         // pool) until the second has made its calls, which start once the first's are done.
-        let (first_done, second_may_start) = tokio::sync::oneshot::channel::<()>();
-        let (second_done, first_may_end) = tokio::sync::oneshot::channel::<()>();
-        let calls_from_a_thread =
-            |before: Option<tokio::sync::oneshot::Receiver<()>>,
-             after: tokio::sync::oneshot::Sender<()>,
-             end: Option<tokio::sync::oneshot::Receiver<()>>| {
-                let (transport, url) = (transport.clone(), url.clone());
-                std::thread::spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap();
-                    runtime.block_on(async move {
-                        if let Some(before) = before {
-                            before.await.unwrap();
-                        }
-                        for _ in 0..2 {
-                            let mut request = Request::new(empty_body());
-                            *request.uri_mut() = url.parse().unwrap();
-                            let call = transport.request(request);
-                            let response = tokio::time::timeout(Duration::from_secs(5), call)
-                                .await
-                                .expect("answered")
-                                .unwrap();
-                            response.into_body().collect().await.unwrap();
-                        }
-                        after.send(()).unwrap();
-                        if let Some(end) = end {
-                            end.await.unwrap();
-                        }
-                    });
-                })
-            };
-        let first = calls_from_a_thread(None, first_done, Some(first_may_end));
-        let second = calls_from_a_thread(Some(second_may_start), second_done, None);
+        let (first_done, second_may_start) = oneshot::channel::<()>();
+        let (second_done, first_may_end) = oneshot::channel::<()>();
+        let first_calls = two_calls();
+        let first = on_own_thread(async move {
+            first_calls.await;
+            first_done.send(()).unwrap();
+            first_may_end.await.unwrap();
+        });
+        let second_calls = two_calls();
+        let second = on_own_thread(async move {
+            second_may_start.await.unwrap();
+            second_calls.await;
+            second_done.send(()).unwrap();
+        });
         second.join().unwrap();
         first.join().unwrap();
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
