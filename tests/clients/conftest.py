@@ -1,6 +1,7 @@
 """Starts one sluice for the session: free port, temp SQLite, HS256 secret, in-process mock AI."""
 
 import os
+import random
 import socket
 import sqlite3
 import subprocess
@@ -37,9 +38,21 @@ class Sluice:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, from below the kernel's ephemeral range (32768 and up).
+
+    A port the kernel hands out for `bind(0)` comes from the range it also uses for outgoing
+    connections, so between this probe and the process that binds it, another process's
+    connection (a gateway's to PostgreSQL or Redis) can take it: "Address already in use".
+    """
+    for _ in range(100):
+        port = random.randint(20000, 32000)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 @pytest.fixture(scope="session")
