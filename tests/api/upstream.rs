@@ -475,8 +475,7 @@ async fn retry_repeats_a_5xx_up_to_max_attempts() {
 
 #[tokio::test]
 async fn a_json_answer_over_the_body_cap_is_refused_whether_declared_or_streamed() {
-    let big = "x".repeat(64);
-    let declared = big.clone();
+    let declared = "x".repeat(64);
     let base = spawn(
         Router::new()
             .route("/declared", get(move || async move { declared }))

@@ -1,10 +1,9 @@
 """Starts one sluice for the session: free port, temp SQLite, HS256 secret, in-process mock AI."""
 
 import os
-import random
-import socket
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -12,6 +11,10 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+
+# The helpers the Python suites share (free ports).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyhelpers"))
+from ports import free_port  # noqa: E402
 
 SECRET = "clients-test-secret-0123456789"
 # Variables that would point the gateway at shared services; the tests want the embedded default.
@@ -35,24 +38,6 @@ class Sluice:
             timeout=30,
         )
         return out.stdout.strip()
-
-
-def free_port() -> int:
-    """A port nothing listens on, from below the kernel's ephemeral range (32768 and up).
-
-    A port the kernel hands out for `bind(0)` comes from the range it also uses for outgoing
-    connections, so between this probe and the process that binds it, another process's
-    connection (a gateway's to PostgreSQL or Redis) can take it: "Address already in use".
-    """
-    for _ in range(100):
-        port = random.randint(20000, 32000)
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+
+# The helpers the Python suites share (free ports), importable by every test module here.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pyhelpers"))
 
 import contract as contract_module
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import random
 import re
 import shutil
 import socket
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DEPLOY
+from ports import free_port
 
 NGINX = Path("/usr/sbin/nginx")
 COMPOSE_CONF = DEPLOY / "nginx" / "sluice.conf"
@@ -140,24 +140,6 @@ def nginx_test(prefix: Path, conf: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=30,
     )
-
-
-def free_port() -> int:
-    """A port nothing listens on, from below the kernel's ephemeral range (32768 and up).
-
-    A port the kernel hands out for `bind(0)` comes from the range it also uses for outgoing
-    connections, so between this probe and the process that binds it, another process's
-    connection (a gateway's to PostgreSQL or Redis) can take it: "Address already in use".
-    """
-    for _ in range(100):
-        port = random.randint(20000, 32000)
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
 
 
 @needs_nginx

@@ -27,7 +27,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT
-from test_nginx import NGINX, free_port, render_template, wait_for_port
+from ports import free_port
+from test_nginx import NGINX, render_template, wait_for_port
 
 POSTGRES_ADMIN_URL = os.environ.get("SCALE_OUT_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("SCALE_OUT_REDIS_URL", "redis://127.0.0.1:6379")
