@@ -92,6 +92,12 @@ async fn forward(
     request: Request,
 ) -> Result<Response, ApiError> {
     let ai = &state.ai;
+    if !stays_under_its_route(request.uri().path()) {
+        return Err(ApiError::new(
+            ErrorCode::ValidationFailed,
+            "the path may not contain '.' or '..' segments or encoded slashes",
+        ));
+    }
     let method = request.method().clone();
     let path_and_query = request
         .uri()
@@ -191,6 +197,24 @@ async fn forward(
     Ok(out)
 }
 
+/// Whether `path` can only mean itself: no `.` or `..` segment, plain or percent-encoded, and
+/// no encoded slash or backslash. A server resolving such a path (the AI service, or a proxy
+/// before it) would take `/api/ai/../../admin` out of the passthrough's prefixes to any of
+/// its routes, called with the gateway's key.
+fn stays_under_its_route(path: &str) -> bool {
+    path.split('/').all(|segment| {
+        if segment.contains('\\') {
+            return false;
+        }
+        if !segment.contains('%') {
+            return segment != "." && segment != "..";
+        }
+        let lower = segment.to_ascii_lowercase();
+        let decoded = lower.replace("%2e", ".");
+        decoded != "." && decoded != ".." && !lower.contains("%2f") && !lower.contains("%5c")
+    })
+}
+
 /// Small bodies of known length are sent in one piece (no chunked encoding for the AI
 /// service to parse); large or unknown-length bodies are streamed, capped at 1 MiB.
 async fn upstream_body(request: Request) -> Result<RequestBody, ApiError> {
@@ -259,4 +283,31 @@ fn cached_response(entry: Bytes) -> Response {
         response.headers_mut().insert(header::CONTENT_TYPE, value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paths_that_mean_themselves_are_forwarded() {
+        for ok in [
+            "/api/ai/search/passages",
+            "/api/search/a.b/..c/x..",
+            "/api/ai/%2e%2ex",
+        ] {
+            assert!(stays_under_its_route(ok), "{ok}");
+        }
+        for escape in [
+            "/api/ai/../../admin",
+            "/api/ai/./x",
+            "/api/ai/%2e%2E/%2e%2e/v1/models",
+            "/api/ai/.%2e/x",
+            "/api/search/..%2f..%2fadmin",
+            "/api/search/x%5C..",
+            "/api/ai/..",
+        ] {
+            assert!(!stays_under_its_route(escape), "{escape}");
+        }
+    }
 }

@@ -324,23 +324,22 @@ impl UpstreamClient {
 /// `base` joined with `path_and_query`, keeping any path prefix of `base`
 /// (`http://h/prefix` + `/v1/models` → `http://h/prefix/v1/models`).
 ///
-/// Built by setting the path and query on a copy of the parsed base rather than parsing a
-/// whole new URL: the host (and its IDNA processing) is not parsed again on every call.
+/// The path is taken as it is: not percent-encoded (a path that is not already a valid URI
+/// path is refused) and its dot segments not resolved, so a call goes exactly where its path
+/// says. Callers that take a path from outside refuse dot segments first (the passthrough).
 pub fn endpoint(base: &Url, path_and_query: &str) -> Result<Uri, UpstreamError> {
     if base.cannot_be_a_base() {
         return Err(UpstreamError::Request("invalid upstream URL"));
     }
-    let (path, query) = match path_and_query.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (path_and_query, None),
-    };
+    let origin = &base[..url::Position::BeforePath];
     let prefix = base.path().trim_end_matches('/');
-    let separator = if path.starts_with('/') { "" } else { "/" };
-    let mut url = base.clone();
-    url.set_path(&format!("{prefix}{separator}{path}"));
-    url.set_query(query);
-    url.set_fragment(None);
-    Uri::try_from(url.as_str()).map_err(|_| UpstreamError::Request("invalid upstream URL"))
+    let separator = if path_and_query.starts_with('/') {
+        ""
+    } else {
+        "/"
+    };
+    Uri::try_from(format!("{origin}{prefix}{separator}{path_and_query}"))
+        .map_err(|_| UpstreamError::Request("invalid upstream URL"))
 }
 
 /// `host:port` of an upstream, for metric labels and logs: never the scheme's credentials or
@@ -413,7 +412,7 @@ mod tests {
         );
         let with_query = Url::parse("https://ai.internal/base?old=1#frag").unwrap();
         assert_eq!(
-            endpoint(&with_query, "/api/search/x y?q=a%20b&k=")
+            endpoint(&with_query, "/api/search/x%20y?q=a%20b&k=")
                 .unwrap()
                 .to_string(),
             "https://ai.internal/base/api/search/x%20y?q=a%20b&k="
@@ -422,6 +421,17 @@ mod tests {
             endpoint(&with_query, "/v1/models").unwrap().to_string(),
             "https://ai.internal/base/v1/models"
         );
+    }
+
+    #[test]
+    fn endpoint_takes_the_path_as_it_is() {
+        let base = Url::parse("http://ai.internal:8090/prefix").unwrap();
+        assert_eq!(
+            endpoint(&base, "/a/../b").unwrap().to_string(),
+            "http://ai.internal:8090/prefix/a/../b",
+            "dot segments are not resolved into another path"
+        );
+        assert!(endpoint(&base, "/x y").is_err(), "not a URI path");
     }
 
     #[test]

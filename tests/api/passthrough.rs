@@ -16,6 +16,7 @@ use crate::helpers::{assert_problem, spawn_app};
 #[derive(Clone, Default)]
 struct Upstream {
     search_calls: Arc<AtomicUsize>,
+    other_calls: Arc<AtomicUsize>,
     last_headers: Arc<Mutex<Option<HeaderMap>>>,
 }
 
@@ -44,6 +45,11 @@ async fn search(State(up): State<Upstream>) -> impl IntoResponse {
     )
 }
 
+async fn other(State(up): State<Upstream>) -> impl IntoResponse {
+    up.other_calls.fetch_add(1, Ordering::SeqCst);
+    "reached a route outside the passthrough"
+}
+
 async fn broken() -> impl IntoResponse {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -56,6 +62,7 @@ async fn start(up: Upstream) -> String {
         .route("/api/ai/echo", any(echo))
         .route("/api/search/passages", get(search))
         .route("/api/ai/broken", any(broken))
+        .fallback(other)
         .with_state(up);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -105,6 +112,40 @@ async fn passthrough_keeps_status_body_and_safe_headers_only() {
     // Passthrough needs a user.
     let anonymous = app.client.get(app.at("/api/ai/echo")).send().await.unwrap();
     assert_problem(anonymous, 401, "unauthorized").await;
+}
+
+/// The status line of a request sent with `path` exactly as given (HTTP clients resolve dot
+/// segments before sending; an attacker's need not).
+async fn raw_get_status(addr: std::net::SocketAddr, path: &str, token: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nhost: sluice\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).await.unwrap();
+    response.lines().next().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn paths_that_climb_out_of_the_passthrough_are_refused() {
+    let up = Upstream::default();
+    let url = start(up.clone()).await;
+    let app = spawn_app(&[("AI_SERVICE_URL", &url)]).await;
+    let token = app.token("climber");
+    for path in [
+        "/api/ai/../../admin",
+        "/api/ai/%2e%2e/%2E%2e/v1/models",
+        "/api/search/..%2F..%2Fadmin",
+        "/api/ai/./echo",
+    ] {
+        let status = raw_get_status(app.addr, path, &token).await;
+        assert!(status.starts_with("HTTP/1.1 400"), "{path}: {status}");
+    }
+    assert_eq!(up.other_calls.load(Ordering::SeqCst), 0, "nothing forwarded");
+    let fine = raw_get_status(app.addr, "/api/ai/echo", &token).await;
+    assert!(fine.starts_with("HTTP/1.1 201"), "{fine}");
 }
 
 #[tokio::test]
