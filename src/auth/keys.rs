@@ -1,12 +1,14 @@
 //! Token verification against the configured key source, algorithms pinned to the key family.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 
 use super::claims::Claims;
 use super::jwks::JwksCache;
+use super::verified::{Cached, VerifiedTokens};
 use crate::config::{ConfigError, JwtSettings};
 
 /// Why a token was refused. The variants are for logs and metrics; clients only learn
@@ -40,6 +42,7 @@ pub struct Authenticator {
 struct Inner {
     source: KeySource,
     validation: Validation,
+    verified: VerifiedTokens,
 }
 
 impl Authenticator {
@@ -101,13 +104,35 @@ impl Authenticator {
         }
         validation.set_required_spec_claims(&required);
 
+        let verified = VerifiedTokens::new(validation.leeway);
         Ok(Self {
-            inner: Arc::new(Inner { source, validation }),
+            inner: Arc::new(Inner {
+                source,
+                validation,
+                verified,
+            }),
         })
     }
 
-    /// Verifies a token and returns its claims.
+    /// Verifies a token and returns its claims; a token verified within the last minute is
+    /// only checked for expiry (see [`super::verified`]).
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let now = Instant::now();
+        match self
+            .inner
+            .verified
+            .get(token, now, jsonwebtoken::get_current_timestamp())
+        {
+            Cached::Valid(claims) => return Ok(claims),
+            Cached::Expired => return Err(AuthError::Expired),
+            Cached::Unknown => {}
+        }
+        let claims = self.verify_fully(token).await?;
+        self.inner.verified.insert(token, claims.clone(), now);
+        Ok(claims)
+    }
+
+    async fn verify_fully(&self, token: &str) -> Result<Claims, AuthError> {
         let header = decode_header(token).map_err(classify)?;
         match &self.inner.source {
             KeySource::Static(key) => decode::<Claims>(token, key, &self.inner.validation)
@@ -131,5 +156,59 @@ fn classify(err: jsonwebtoken::errors::Error) -> AuthError {
     match err.kind() {
         ErrorKind::ExpiredSignature => AuthError::Expired,
         other => AuthError::Invalid(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::auth::TokenMinter;
+    use crate::config::Secret;
+
+    const SECRET: &str = "unit-test-secret-0123456789abcdef";
+
+    fn authenticator() -> Authenticator {
+        let settings = JwtSettings {
+            secret: Some(Secret::new(SECRET.to_string())),
+            public_key_file: None,
+            jwks_url: None,
+            issuer: None,
+            audience: None,
+            leeway: Duration::ZERO,
+            jwks_min_refetch: Duration::from_secs(10),
+        };
+        Authenticator::from_settings(&settings, b"unused").unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_cached_token_does_not_vouch_for_a_tampered_one() {
+        let auth = authenticator();
+        let minter = TokenMinter::new(SECRET.as_bytes(), None, None);
+        let token = minter
+            .mint("alice", None, Duration::from_secs(600))
+            .unwrap();
+        assert_eq!(auth.verify(&token).await.unwrap().sub, "alice");
+        assert_eq!(
+            auth.verify(&token).await.unwrap().sub,
+            "alice",
+            "from the cache"
+        );
+
+        // One signature character changed (not the last, whose low bits are padding).
+        let at = token.len() - 5;
+        let swapped = if &token[at..=at] == "A" { "B" } else { "A" };
+        let forged = format!("{}{swapped}{}", &token[..at], &token[at + 1..]);
+        assert!(matches!(
+            auth.verify(&forged).await,
+            Err(AuthError::Invalid(_))
+        ));
+        let other = TokenMinter::new(b"another-secret-0123456789abcdef!", None, None)
+            .mint("alice", None, Duration::from_secs(600))
+            .unwrap();
+        assert!(auth.verify(&other).await.is_err());
     }
 }
