@@ -176,11 +176,11 @@ impl Application {
             redis.clone().map(RedisLimiter::new),
             metrics.clone(),
         );
-        let limits = RateLimitState {
+        let limits = RateLimitState::new(
             limiter,
-            metrics: metrics.clone(),
-            trust_forwarded_for: settings.rate_limits.trust_forwarded_for,
-        };
+            metrics.clone(),
+            settings.rate_limits.trust_forwarded_for,
+        );
 
         let (ai_base, simulator) = match &settings.ai.service_url {
             Some(url) => (url.clone(), None),
@@ -344,7 +344,7 @@ async fn start_simulator(
 
 /// Periodic housekeeping: limiter sweeps and the Redis gauge.
 fn spawn_background(state: &AppState) {
-    let local = state.limits.limiter.local();
+    let local = state.limits.limiter().local();
     let shutdown = state.shutdown.clone();
     state.tasks.spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));

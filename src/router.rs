@@ -2,12 +2,14 @@
 //! group: `user` routes require a JWT; `public` and `operations` routes are the explicit
 //! exceptions.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{any, get, post};
 
 use crate::app::AppState;
-use crate::auth::require_user;
+use crate::http::user_gate::{UserGate, user_gate};
 use crate::http::{metrics_layer, rate_limit, stack};
 use crate::openapi;
 use crate::routes::{
@@ -33,7 +35,10 @@ pub fn router(state: AppState) -> Router {
     let ai_limit = from_fn_with_state(state.clone(), rate_limit::ai);
 
     // Users: JWT required (header or cookie), then limited per user.
-    // `route_layer` runs the last-added layer first: auth, then the limit.
+    let gate = Arc::new(UserGate {
+        auth: state.auth.clone(),
+        limits: state.limits.clone(),
+    });
     let user = Router::new()
         .route("/api/me", get(me::me))
         .route("/api/auth/logout", post(auth::logout))
@@ -72,8 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(openai::models).layer(ai_limit.clone()))
         .route("/api/ai/{*path}", any(passthrough::forward_ai))
         .route("/api/search/{*path}", any(passthrough::forward_search))
-        .route_layer(from_fn_with_state(state.clone(), rate_limit::general))
-        .route_layer(from_fn_with_state(state.clone(), require_user));
+        .route_layer(from_fn_with_state(gate, user_gate));
 
     // Internal: the AI service's callbacks, `AI_API_KEY` only, never rate-limited.
     let internal = Router::new()

@@ -2,11 +2,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 
 use super::{AuthError, Authenticator, Claims, OriginPolicy};
@@ -23,7 +21,8 @@ pub enum TokenSource {
     Cookie,
 }
 
-/// The authenticated caller, put in request extensions by [`require_user`].
+/// The authenticated caller, put in request extensions by the user routes' gate
+/// (`crate::http::user_gate`).
 ///
 /// Handlers take it as an argument; it cannot be optional, because every route behind the
 /// middleware requires a user.
@@ -46,22 +45,6 @@ pub struct AuthState {
     pub cookie_name: Arc<str>,
     /// CSRF origins.
     pub origins: Arc<OriginPolicy>,
-}
-
-/// Middleware for every user route: verifies the token, applies the CSRF rule to cookie
-/// auth, and stores [`AuthUser`] in the request.
-pub async fn require_user(
-    State(state): State<AuthState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    match authenticate(&state, request.method(), request.headers()).await {
-        Ok(user) => {
-            request.extensions_mut().insert(user);
-            next.run(request).await
-        }
-        Err(err) => err.into_response(),
-    }
 }
 
 /// Finds and verifies the caller's token. Query parameters are never looked at.

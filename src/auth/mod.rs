@@ -7,9 +7,10 @@ mod jwks;
 mod keys;
 mod middleware;
 mod mint;
+mod verified;
 
 pub use claims::Claims;
 pub use csrf::OriginPolicy;
 pub use keys::{AuthError, Authenticator};
-pub use middleware::{AuthState, AuthUser, TokenSource, authenticate, require_user};
+pub use middleware::{AuthState, AuthUser, TokenSource, authenticate};
 pub use mint::TokenMinter;

@@ -11,3 +11,4 @@ pub mod server;
 pub mod shards;
 pub mod sse;
 pub mod stack;
+pub mod user_gate;

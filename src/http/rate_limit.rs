@@ -12,30 +12,62 @@ use crate::error::{ApiError, ErrorCode};
 use crate::limits::{Decision, LimitClass, Quota, RateLimiter};
 use crate::metrics::Metrics;
 
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
 /// What the rate-limit middleware needs.
 #[derive(Clone)]
 pub struct RateLimitState {
-    /// The limiter.
-    pub limiter: RateLimiter,
-    /// Metrics for refused requests.
-    pub metrics: Metrics,
-    /// Whether `X-Forwarded-For` is trusted.
-    pub trust_forwarded_for: bool,
+    limiter: RateLimiter,
+    metrics: Metrics,
+    trust_forwarded_for: bool,
+    /// `RateLimit-Policy` of the general and AI classes: fixed by the quotas, so made once.
+    policies: [HeaderValue; 2],
+}
+
+impl RateLimitState {
+    /// The state for `limiter`; `trust_forwarded_for` says whether `X-Forwarded-For` names
+    /// the client.
+    pub fn new(limiter: RateLimiter, metrics: Metrics, trust_forwarded_for: bool) -> Self {
+        let quotas = limiter.quotas();
+        let policies = [LimitClass::General, LimitClass::Ai]
+            .map(|class| policy_header(class, quotas.of(class)));
+        Self {
+            limiter,
+            metrics,
+            trust_forwarded_for,
+            policies,
+        }
+    }
+
+    /// The limiter (the application sweeps its in-process buckets).
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.limiter
+    }
+
+    fn policy(&self, class: LimitClass) -> HeaderValue {
+        match class {
+            LimitClass::General => self.policies[0].clone(),
+            LimitClass::Ai => self.policies[1].clone(),
+        }
+    }
 }
 
 /// General-class middleware.
 pub async fn general(state: State<RateLimitState>, request: Request, next: Next) -> Response {
-    limit(LimitClass::General, state, request, next).await
+    limit(LimitClass::General, &state, request, next).await
 }
 
 /// AI-class middleware (in addition to the general class).
 pub async fn ai(state: State<RateLimitState>, request: Request, next: Next) -> Response {
-    limit(LimitClass::Ai, state, request, next).await
+    limit(LimitClass::Ai, &state, request, next).await
 }
 
-async fn limit(
+/// Checks `class` for the request's client and runs the rest of the route if admitted, with
+/// the `RateLimit` headers on its response; refuses it with a 429 problem otherwise.
+pub async fn limit(
     class: LimitClass,
-    State(state): State<RateLimitState>,
+    state: &RateLimitState,
     request: Request,
     next: Next,
 ) -> Response {
@@ -46,57 +78,50 @@ async fn limit(
             None => "ip:unknown".to_string(),
         },
     };
-    let quota = state.limiter.quotas().of(class);
     match state.limiter.check(class, &key).await {
         Decision::Allowed { remaining, reset } => {
             let mut response = next.run(request).await;
             // An inner, stricter class (ai) may have set its own headers already: keep them.
             let headers = response.headers_mut();
-            for (name, value) in rate_limit_headers(class, quota, remaining, reset.as_secs()) {
-                headers.entry(name).or_insert(value);
-            }
+            headers
+                .entry(RATELIMIT_POLICY)
+                .or_insert_with(|| state.policy(class));
+            headers
+                .entry(RATELIMIT)
+                .or_insert_with(|| current_header(class, remaining, reset.as_secs()));
             response
         }
         Decision::Limited { retry_after } => {
             state.metrics.rate_limited(class.as_str());
-            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-            let mut error = ApiError::new(
+            let secs = (retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)).max(1);
+            ApiError::new(
                 ErrorCode::RateLimited,
                 format!(
-                    "rate limit exceeded for {} requests; retry in {} s",
+                    "rate limit exceeded for {} requests; retry in {secs} s",
                     class.as_str(),
-                    secs.max(1)
                 ),
             )
-            .with_retry_after(retry_after);
-            for (name, value) in rate_limit_headers(class, quota, 0, secs.max(1)) {
-                error = error.with_header(name, value);
-            }
-            error.into_response()
+            .with_retry_after(retry_after)
+            .with_header(RATELIMIT_POLICY, state.policy(class))
+            .with_header(RATELIMIT, current_header(class, 0, secs))
+            .into_response()
         }
     }
 }
 
-/// `RateLimit-Policy` and `RateLimit` (IETF httpapi ratelimit headers, structured fields).
-fn rate_limit_headers(
-    class: LimitClass,
-    quota: Quota,
-    remaining: u32,
-    reset_secs: u64,
-) -> Vec<(HeaderName, HeaderValue)> {
+/// `RateLimit-Policy` (IETF httpapi ratelimit headers, structured fields).
+fn policy_header(class: LimitClass, quota: Quota) -> HeaderValue {
     let policy = format!(
         "\"{}\";q={};w={}",
         class.as_str(),
         quota.burst,
         quota.window_secs()
     );
-    let current = format!("\"{}\";r={};t={}", class.as_str(), remaining, reset_secs);
-    let mut out = Vec::new();
-    if let Ok(v) = HeaderValue::from_str(&policy) {
-        out.push((HeaderName::from_static("ratelimit-policy"), v));
-    }
-    if let Ok(v) = HeaderValue::from_str(&current) {
-        out.push((HeaderName::from_static("ratelimit"), v));
-    }
-    out
+    HeaderValue::try_from(policy).unwrap_or(HeaderValue::from_static(""))
+}
+
+/// `RateLimit`: what is left now and when the bucket is full again.
+fn current_header(class: LimitClass, remaining: u32, reset_secs: u64) -> HeaderValue {
+    let current = format!("\"{}\";r={remaining};t={reset_secs}", class.as_str());
+    HeaderValue::try_from(current).unwrap_or(HeaderValue::from_static(""))
 }

@@ -97,21 +97,35 @@ impl Leases {
             reset,
             granted: now,
         };
-        let decision = lease.decision(now);
-        if lease.left > 0 {
-            let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
-            let table = &mut tables[index(class)];
-            if table.leases.len() >= table.sweep_at {
-                table
-                    .leases
-                    .retain(|_, l| now.saturating_duration_since(l.granted) < LEASE_TTL);
-                table.sweep_at = (table.leases.len() * 2).max(1024);
-            }
-            // A grant made while another was in flight for the same key replaces it: the
-            // older lease's tokens are forgotten, never spent twice.
-            table.leases.insert(key.to_owned(), lease);
+        if lease.left == 0 {
+            return lease.decision(now);
         }
-        decision
+        let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        let table = &mut tables[index(class)];
+        if table.leases.len() >= table.sweep_at {
+            table
+                .leases
+                .retain(|_, l| now.saturating_duration_since(l.granted) < LEASE_TTL);
+            table.sweep_at = (table.leases.len() * 2).max(1024);
+        }
+        // Grants made while others were in flight for the same key (a busy client's
+        // concurrent requests all finding the lease empty) add up: the shared bucket has
+        // counted every granted token as spent, so forgetting the older ones would only
+        // send the next requests back to Redis. The sum lives on from this grant.
+        match table.leases.get_mut(key) {
+            Some(held) if now.saturating_duration_since(held.granted) < LEASE_TTL => {
+                held.left = held.left.saturating_add(lease.left);
+                held.remaining = lease.remaining;
+                held.reset = lease.reset;
+                held.granted = now;
+                held.decision(now)
+            }
+            _ => {
+                let decision = lease.decision(now);
+                table.leases.insert(key.to_owned(), lease);
+                decision
+            }
+        }
     }
 
     /// Leases held (for tests of the sweep).
@@ -171,6 +185,23 @@ mod tests {
         assert!(leases.take(class, "u:a", t0 + LEASE_TTL / 2).is_some());
         assert_eq!(leases.take(class, "u:a", t0 + LEASE_TTL), None);
         assert_eq!(leases.len(class), 0, "the expired lease is dropped");
+    }
+
+    #[test]
+    fn concurrent_grants_for_one_key_add_up() {
+        let leases = Leases::default();
+        let t0 = Instant::now();
+        let class = LimitClass::General;
+        leases.grant(class, "u:a", 3, 90, Duration::from_secs(1), t0);
+        // A second request found the lease empty before the first grant arrived.
+        let second = leases.grant(class, "u:a", 3, 87, Duration::from_secs(1), t0);
+        assert_eq!(
+            remaining(Some(second)),
+            Some(91),
+            "bucket plus all four leased"
+        );
+        let spent = (0..5).filter_map(|_| leases.take(class, "u:a", t0)).count();
+        assert_eq!(spent, 4, "both grants' spare tokens are spent, each once");
     }
 
     #[test]

@@ -1,0 +1,40 @@
+//! The gate of every user route: the caller's token, then the general rate limit for that
+//! user.
+//!
+//! One middleware rather than an authentication layer and a limit layer: each axum
+//! middleware layer clones and boxes the rest of the route, and boxes its own future, on
+//! every request.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::rate_limit::{self, RateLimitState};
+use crate::auth::{AuthState, authenticate};
+use crate::limits::LimitClass;
+
+/// What the gate needs: token verification and the limiter.
+pub struct UserGate {
+    /// Verifies the token and applies the CSRF rule to cookie auth.
+    pub auth: AuthState,
+    /// The general-class limit.
+    pub limits: RateLimitState,
+}
+
+/// Middleware: verifies the token, stores [`crate::auth::AuthUser`] in the request, and
+/// applies the user's general-class limit.
+pub async fn user_gate(
+    State(gate): State<Arc<UserGate>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match authenticate(&gate.auth, request.method(), request.headers()).await {
+        Ok(user) => {
+            request.extensions_mut().insert(user);
+            rate_limit::limit(LimitClass::General, &gate.limits, request, next).await
+        }
+        Err(err) => err.into_response(),
+    }
+}
