@@ -2,7 +2,6 @@
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
-use axum::middleware::Next;
 use axum::response::Response;
 use tower_http::request_id::{MakeRequestId, RequestId};
 
@@ -38,17 +37,21 @@ impl MakeRequestId for MakeRandomUuid {
     }
 }
 
-/// Middleware: runs the rest of the stack inside the request id's scope.
+/// Runs `rest` with the request inside the request id's scope.
 ///
-/// Runs after tower-http's `SetRequestIdLayer`, so the header is always present.
-pub async fn scope(request: Request, next: Next) -> Response {
+/// Called after tower-http's `SetRequestIdLayer`, so the header is always present.
+pub async fn scope<F, Fut>(request: Request, rest: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let id = request
         .headers()
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    REQUEST_ID.scope(id, next.run(request)).await
+    REQUEST_ID.scope(id, rest(request)).await
 }
 
 #[cfg(test)]

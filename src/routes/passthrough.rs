@@ -122,8 +122,9 @@ async fn forward(
     })?;
 
     let uri = endpoint(ai.base(), &path_and_query).map_err(ApiError::internal)?;
-    // Room for the four headers the client adds (key, user agent, request and user ids).
-    let mut headers = HeaderMap::with_capacity(FORWARDED_REQUEST_HEADERS.len() + 4);
+    // Room for the five headers added on the way (key, user agent, request and user ids, and
+    // `Host` from the connection pool), so the map is never reallocated.
+    let mut headers = HeaderMap::with_capacity(FORWARDED_REQUEST_HEADERS.len() + 5);
     for name in FORWARDED_REQUEST_HEADERS {
         if let Some(value) = request.headers().get(&name) {
             headers.insert(name, value.clone());
@@ -257,7 +258,9 @@ fn safe_response_headers(upstream: &HeaderMap) -> HeaderMap {
         "set-cookie",
         "server",
     ];
-    let mut out = HeaderMap::with_capacity(upstream.len());
+    // Room for what the gateway's layers add (request id, security and rate-limit headers),
+    // so the map is never reallocated.
+    let mut out = HeaderMap::with_capacity(upstream.len() + 8);
     for (name, value) in upstream {
         if !DROPPED.contains(&name.as_str()) {
             out.append(name.clone(), value.clone());

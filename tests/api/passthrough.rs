@@ -143,7 +143,11 @@ async fn paths_that_climb_out_of_the_passthrough_are_refused() {
         let status = raw_get_status(app.addr, path, &token).await;
         assert!(status.starts_with("HTTP/1.1 400"), "{path}: {status}");
     }
-    assert_eq!(up.other_calls.load(Ordering::SeqCst), 0, "nothing forwarded");
+    assert_eq!(
+        up.other_calls.load(Ordering::SeqCst),
+        0,
+        "nothing forwarded"
+    );
     let fine = raw_get_status(app.addr, "/api/ai/echo", &token).await;
     assert!(fine.starts_with("HTTP/1.1 201"), "{fine}");
 }
