@@ -203,16 +203,18 @@ async fn forward(
 /// before it) would take `/api/ai/../../admin` out of the passthrough's prefixes to any of
 /// its routes, called with the gateway's key.
 fn stays_under_its_route(path: &str) -> bool {
-    path.split('/').all(|segment| {
-        if segment.contains('\\') {
-            return false;
+    if path.contains('\\') {
+        return false;
+    }
+    let encoded = path.contains('%');
+    path.split('/').all(|segment| match segment {
+        "." | ".." => false,
+        _ if !encoded || !segment.contains('%') => true,
+        _ => {
+            let lower = segment.to_ascii_lowercase();
+            let decoded = lower.replace("%2e", ".");
+            decoded != "." && decoded != ".." && !lower.contains("%2f") && !lower.contains("%5c")
         }
-        if !segment.contains('%') {
-            return segment != "." && segment != "..";
-        }
-        let lower = segment.to_ascii_lowercase();
-        let decoded = lower.replace("%2e", ".");
-        decoded != "." && decoded != ".." && !lower.contains("%2f") && !lower.contains("%5c")
     })
 }
 
