@@ -12,9 +12,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::predicate::{NotForContentType, Predicate};
 use tower_http::compression::{CompressionLayer, DefaultPredicate};
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use super::request_id::{self, REQUEST_ID_HEADER};
@@ -35,14 +33,12 @@ const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
 /// the router; see `crate::http::metrics_layer`.
 pub fn apply(router: Router, cors_origins: &[String]) -> Router {
     let service = ServiceBuilder::new()
-        // 1. Every request gets an id (kept from the caller when present), echoed back.
-        .layer(SetRequestIdLayer::new(
-            HeaderName::from_static(REQUEST_ID_HEADER),
-            request_id::MakeRandomUuid,
-        ))
-        .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
-            REQUEST_ID_HEADER,
-        )))
+        // 1. Every request gets an id (kept from the caller when present), echoed back and
+        //    readable while building any response (error bodies carry it); handlers past
+        //    30 s give a clean 503 instead of holding a connection forever; security headers
+        //    on every response. One middleware for all of it: each layer costs a clone and
+        //    moves of the request per call.
+        .layer(middleware::from_fn(edge))
         // 2. One span per request with method, route and request id; credentials are marked
         //    sensitive so no layer ever prints them.
         .layer(SetSensitiveRequestHeadersLayer::new([
@@ -50,38 +46,21 @@ pub fn apply(router: Router, cors_origins: &[String]) -> Router {
             header::COOKIE,
         ]))
         .layer(TraceLayer::new_for_http().make_span_with(make_span))
-        // 3. The request id is readable while building any response (error bodies carry it),
-        //    and handlers past 30 s give a clean 503 instead of holding a connection forever
-        //    (one middleware for both: each costs allocations per request).
-        .layer(middleware::from_fn(scope_and_deadline))
-        // 4. A panicking handler becomes a 500 problem, not a dropped connection.
+        // 3. A panicking handler becomes a 500 problem, not a dropped connection.
         .layer(CatchPanicLayer::custom(
             |_panic: Box<dyn std::any::Any + Send>| {
                 tracing::error!("handler panicked");
                 ApiError::new(ErrorCode::Internal, "an unexpected error occurred").into_response()
             },
         ))
-        // 5. Security headers on every response.
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        // 6. CORS for the configured origins only; same-origin (the default) needs none, nor
+        // 4. CORS for the configured origins only; same-origin (the default) needs none, nor
         //    the `Vary` headers the layer would add to every response.
         .option_layer((!cors_origins.is_empty()).then(|| cors(cors_origins)))
-        // 7. Compression, never for event streams (they must flush event by event).
+        // 5. Compression, never for event streams (they must flush event by event).
         .layer(CompressionLayer::new().compress_when(
             DefaultPredicate::new().and(NotForContentType::new("text/event-stream")),
         ))
-        // 8. Bodies over 1 MiB are refused by the extractors with 413.
+        // 6. Bodies over 1 MiB are refused by the extractors with 413.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .service(router);
     Router::new().fallback_service(service)
@@ -132,15 +111,26 @@ fn cors(origins: &[String]) -> CorsLayer {
         ])
 }
 
-async fn scope_and_deadline(request: Request, next: Next) -> Response {
-    request_id::scope(request, |request| async move {
+async fn edge(request: Request, next: Next) -> Response {
+    let mut response = request_id::scope(request, |request| async move {
         match tokio::time::timeout(HANDLER_TIMEOUT, next.run(request)).await {
             Ok(response) => response,
             Err(_) => ApiError::new(ErrorCode::ServiceUnavailable, "the request took too long")
                 .into_response(),
         }
     })
-    .await
+    .await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
 }
 
 #[cfg(test)]
