@@ -203,15 +203,16 @@ async fn forward(
 /// before it) would take `/api/ai/../../admin` out of the passthrough's prefixes to any of
 /// its routes, called with the gateway's key.
 fn stays_under_its_route(path: &str) -> bool {
-    if path.contains('\\') {
+    let path = path.as_bytes();
+    if path.contains(&b'\\') {
         return false;
     }
-    let encoded = path.contains('%');
-    path.split('/').all(|segment| match segment {
-        "." | ".." => false,
-        _ if !encoded || !segment.contains('%') => true,
+    let encoded = path.contains(&b'%');
+    path.split(|b| *b == b'/').all(|segment| match segment {
+        b"." | b".." => false,
+        _ if !encoded || !segment.contains(&b'%') => true,
         _ => {
-            let lower = segment.to_ascii_lowercase();
+            let lower = String::from_utf8_lossy(segment).to_ascii_lowercase();
             let decoded = lower.replace("%2e", ".");
             decoded != "." && decoded != ".." && !lower.contains("%2f") && !lower.contains("%5c")
         }

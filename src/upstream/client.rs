@@ -338,7 +338,7 @@ pub fn endpoint(base: &Url, path_and_query: &str) -> Result<Uri, UpstreamError> 
     } else {
         "/"
     };
-    Uri::try_from(format!("{origin}{prefix}{separator}{path_and_query}"))
+    Uri::try_from([origin, prefix, separator, path_and_query].concat())
         .map_err(|_| UpstreamError::Request("invalid upstream URL"))
 }
 
