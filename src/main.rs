@@ -13,7 +13,7 @@ use sluice::{Application, telemetry};
 /// jemalloc rather than the system allocator: a proxied call makes ~90 allocations, several
 /// above glibc's per-thread cache size or past its seven-per-size bins when many requests
 /// interleave on one thread. Measured on the benchmark: 15 % fewer instructions per proxied
-/// call, 5 % more throughput, and less memory per open stream (24-27 KiB against 29-32).
+/// call, 5 % more throughput, and less memory per open stream (26-29 KiB against 29-32).
 /// (mimalloc, tried before, held three times the memory per stream.)
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
