@@ -44,6 +44,7 @@ const FORWARDED_REQUEST_HEADERS: [HeaderName; 4] = [
     params(("path" = String, Path, description = "Rest of the AI service path")),
     responses(
         (status = 200, description = "The AI service's answer (status, body and safe headers kept)"),
+        (status = 400, body = crate::openapi::Problem, content_type = "application/problem+json", description = "validation_failed: a '.' or '..' path segment, or an encoded slash"),
         (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 429, body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 502, body = crate::openapi::Problem, content_type = "application/problem+json", description = "upstream_error"),
@@ -69,6 +70,7 @@ pub async fn forward_ai(
     params(("path" = String, Path, description = "Rest of the AI service search path")),
     responses(
         (status = 200, description = "The AI service's answer"),
+        (status = 400, body = crate::openapi::Problem, content_type = "application/problem+json", description = "validation_failed: a '.' or '..' path segment, or an encoded slash"),
         (status = 401, body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 429, body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 502, body = crate::openapi::Problem, content_type = "application/problem+json"),
