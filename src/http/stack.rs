@@ -151,7 +151,14 @@ mod tests {
     fn app() -> Router {
         let router = Router::new()
             .route("/boom", get(boom))
-            .route("/big", get(|| async { "x".repeat(4096) }));
+            .route("/big", get(|| async { "x".repeat(4096) }))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(HANDLER_TIMEOUT + Duration::from_secs(1)).await;
+                    "too late"
+                }),
+            );
         apply(router, &["https://app.example".to_string()])
     }
 
@@ -181,6 +188,30 @@ mod tests {
             !problem.to_string().contains("handler bug"),
             "panic message not sent"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_handler_past_the_deadline_gets_a_503_problem_with_the_edge_headers() {
+        let response = app()
+            .oneshot(
+                Request::get("/slow")
+                    .header("x-request-id", "slow-1")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["x-request-id"], "slow-1");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(response.headers()["x-frame-options"], "DENY");
+        assert_eq!(response.headers()["referrer-policy"], "no-referrer");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["code"], "service_unavailable");
+        assert_eq!(problem["request_id"], "slow-1");
     }
 
     #[tokio::test]
