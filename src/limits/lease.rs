@@ -6,6 +6,11 @@
 //! has left (see the GCRA script), so a client near its limit gets leases of one token and
 //! sees exact limits across instances; a lease lives [`LEASE_TTL`], after which its unspent
 //! tokens are forgotten (they come back as the bucket refills).
+//!
+//! A lease half spent asks for the next one in the background ([`Taken::refill`]), so a busy
+//! client's requests are served from leased tokens while the round trip is under way instead
+//! of waiting for it: the Redis round trip (and the wake-ups of the threads and processes it
+//! crosses) stays off the request path.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,6 +24,10 @@ pub const LEASE_TTL: Duration = Duration::from_secs(1);
 
 /// The most tokens one lease takes.
 pub const MAX_LEASE: u32 = 64;
+
+/// Leases of fewer tokens are not refilled ahead: the bucket is then near its limit, where a
+/// token held ahead by one instance could be one that another instance refuses for.
+pub const REFILL_AHEAD_FROM: u32 = 8;
 
 /// Unspent leases by class and key.
 #[derive(Default)]
@@ -37,6 +46,11 @@ struct Table {
 struct Lease {
     /// Tokens still to spend here.
     left: u32,
+    /// Tokens of the grant that made or last topped up this lease: half of it spent, the
+    /// next grant is asked for.
+    size: u32,
+    /// A grant is being asked for in the background.
+    refilling: bool,
     /// What the shared bucket had left after the grant.
     remaining: u32,
     /// Time until the shared bucket was full again, from the grant.
@@ -62,9 +76,20 @@ fn index(class: LimitClass) -> usize {
     }
 }
 
+/// A request admitted from a lease.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Taken {
+    /// The request's decision.
+    pub decision: Decision,
+    /// The lease is half spent and no grant is being asked for yet: the caller should ask for
+    /// one (in the background) and report it with [`Leases::grant`] or
+    /// [`Leases::refill_failed`].
+    pub refill: bool,
+}
+
 impl Leases {
     /// Spends one leased token of `key`, if a live lease has one.
-    pub fn take(&self, class: LimitClass, key: &str, now: Instant) -> Option<Decision> {
+    pub fn take(&self, class: LimitClass, key: &str, now: Instant) -> Option<Taken> {
         let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
         let table = &mut tables[index(class)];
         let lease = table.leases.get_mut(key)?;
@@ -74,30 +99,38 @@ impl Leases {
         }
         lease.left -= 1;
         let decision = lease.decision(now);
+        let refill =
+            !lease.refilling && lease.size >= REFILL_AHEAD_FROM && lease.left <= lease.size / 2;
+        lease.refilling |= refill;
         if lease.left == 0 {
             table.leases.remove(key);
         }
-        Some(decision)
+        Some(Taken { decision, refill })
     }
 
-    /// Records a grant of `granted` tokens (one of them for the request at hand) and returns
-    /// that request's decision. `remaining` and `reset` are the shared bucket's after the grant.
+    /// Records a grant of `granted` tokens and returns the decision of the request it was
+    /// asked for, which takes one of them (`for_request`; a background refill takes none).
+    /// `remaining` and `reset` are the shared bucket's after the grant.
+    #[allow(clippy::too_many_arguments)]
     pub fn grant(
         &self,
         class: LimitClass,
         key: &str,
         granted: u32,
+        for_request: bool,
         remaining: u32,
         reset: Duration,
         now: Instant,
     ) -> Decision {
         let lease = Lease {
-            left: granted.saturating_sub(1),
+            left: granted.saturating_sub(u32::from(for_request)),
+            size: granted,
+            refilling: false,
             remaining,
             reset,
             granted: now,
         };
-        if lease.left == 0 {
+        if lease.left == 0 && for_request {
             return lease.decision(now);
         }
         let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
@@ -115,6 +148,8 @@ impl Leases {
         match table.leases.get_mut(key) {
             Some(held) if now.saturating_duration_since(held.granted) < LEASE_TTL => {
                 held.left = held.left.saturating_add(lease.left);
+                held.size = lease.size;
+                held.refilling &= for_request;
                 held.remaining = lease.remaining;
                 held.reset = lease.reset;
                 held.granted = now;
@@ -125,6 +160,16 @@ impl Leases {
                 table.leases.insert(key.to_owned(), lease);
                 decision
             }
+        }
+    }
+
+    /// A background refill asked for by [`Leases::take`] got no tokens (Redis unreachable, or
+    /// the bucket empty): the next half-spent take asks again.
+    pub fn refill_failed(&self, class: LimitClass, key: &str) {
+        let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        let table = &mut tables[index(class)];
+        if let Some(lease) = table.leases.get_mut(key) {
+            lease.refilling = false;
         }
     }
 
@@ -139,7 +184,14 @@ impl Leases {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+
+    /// A take's decision, for the tests that are not about refilling.
+    fn take(leases: &Leases, class: LimitClass, key: &str, now: Instant) -> Option<Decision> {
+        leases.take(class, key, now).map(|t| t.decision)
+    }
 
     fn remaining(decision: Option<Decision>) -> Option<u32> {
         match decision {
@@ -153,22 +205,22 @@ mod tests {
         let leases = Leases::default();
         let t0 = Instant::now();
         let class = LimitClass::General;
-        let first = leases.grant(class, "u:a", 3, 100, Duration::from_secs(2), t0);
+        let first = leases.grant(class, "u:a", 3, true, 100, Duration::from_secs(2), t0);
         assert_eq!(
             remaining(Some(first)),
             Some(102),
             "bucket plus two leased tokens"
         );
-        assert_eq!(remaining(leases.take(class, "u:a", t0)), Some(101));
-        assert_eq!(remaining(leases.take(class, "u:a", t0)), Some(100));
+        assert_eq!(remaining(take(&leases, class, "u:a", t0)), Some(101));
+        assert_eq!(remaining(take(&leases, class, "u:a", t0)), Some(100));
         assert_eq!(
-            leases.take(class, "u:a", t0),
+            take(&leases, class, "u:a", t0),
             None,
             "three tokens, three requests"
         );
-        assert_eq!(leases.take(class, "u:b", t0), None, "leases are per key");
+        assert_eq!(take(&leases, class, "u:b", t0), None, "leases are per key");
         assert_eq!(
-            leases.take(LimitClass::Ai, "u:a", t0),
+            take(&leases, LimitClass::Ai, "u:a", t0),
             None,
             "and per class"
         );
@@ -179,11 +231,11 @@ mod tests {
         let leases = Leases::default();
         let t0 = Instant::now();
         let class = LimitClass::Ai;
-        leases.grant(class, "u:a", 1, 5, Duration::from_secs(1), t0);
+        leases.grant(class, "u:a", 1, true, 5, Duration::from_secs(1), t0);
         assert_eq!(leases.len(class), 0);
-        leases.grant(class, "u:a", 10, 50, Duration::from_secs(1), t0);
-        assert!(leases.take(class, "u:a", t0 + LEASE_TTL / 2).is_some());
-        assert_eq!(leases.take(class, "u:a", t0 + LEASE_TTL), None);
+        leases.grant(class, "u:a", 10, true, 50, Duration::from_secs(1), t0);
+        assert!(take(&leases, class, "u:a", t0 + LEASE_TTL / 2).is_some());
+        assert_eq!(take(&leases, class, "u:a", t0 + LEASE_TTL), None);
         assert_eq!(leases.len(class), 0, "the expired lease is dropped");
     }
 
@@ -192,15 +244,17 @@ mod tests {
         let leases = Leases::default();
         let t0 = Instant::now();
         let class = LimitClass::General;
-        leases.grant(class, "u:a", 3, 90, Duration::from_secs(1), t0);
+        leases.grant(class, "u:a", 3, true, 90, Duration::from_secs(1), t0);
         // A second request found the lease empty before the first grant arrived.
-        let second = leases.grant(class, "u:a", 3, 87, Duration::from_secs(1), t0);
+        let second = leases.grant(class, "u:a", 3, true, 87, Duration::from_secs(1), t0);
         assert_eq!(
             remaining(Some(second)),
             Some(91),
             "bucket plus all four leased"
         );
-        let spent = (0..5).filter_map(|_| leases.take(class, "u:a", t0)).count();
+        let spent = (0..5)
+            .filter_map(|_| take(&leases, class, "u:a", t0))
+            .count();
         assert_eq!(spent, 4, "both grants' spare tokens are spent, each once");
     }
 
@@ -212,11 +266,17 @@ mod tests {
             LimitClass::General,
             "k",
             4,
+            true,
             0,
             Duration::from_millis(900),
             t0,
         );
-        match leases.take(LimitClass::General, "k", t0 + Duration::from_millis(300)) {
+        match take(
+            &leases,
+            LimitClass::General,
+            "k",
+            t0 + Duration::from_millis(300),
+        ) {
             Some(Decision::Allowed { reset, .. }) => assert_eq!(reset, Duration::from_millis(600)),
             other => panic!("expected an allowed request, got {other:?}"),
         }
@@ -228,16 +288,83 @@ mod tests {
         let t0 = Instant::now();
         let class = LimitClass::General;
         for n in 0..1000 {
-            leases.grant(class, &format!("k{n}"), 2, 10, Duration::ZERO, t0);
+            leases.grant(class, &format!("k{n}"), 2, true, 10, Duration::ZERO, t0);
         }
         let later = t0 + LEASE_TTL;
         for n in 0..50 {
-            leases.grant(class, &format!("new{n}"), 2, 10, Duration::ZERO, later);
+            leases.grant(
+                class,
+                &format!("new{n}"),
+                2,
+                true,
+                10,
+                Duration::ZERO,
+                later,
+            );
         }
         assert!(
             leases.len(class) <= 50,
             "{} leases kept after their keys went quiet",
             leases.len(class)
+        );
+    }
+
+    #[test]
+    fn a_half_spent_lease_asks_once_for_the_next_and_the_grant_adds_up() {
+        let leases = Leases::default();
+        let t0 = Instant::now();
+        let class = LimitClass::General;
+        leases.grant(class, "u:a", 16, true, 1000, Duration::ZERO, t0);
+        let asks: Vec<bool> = (0..14)
+            .map(|_| leases.take(class, "u:a", t0).unwrap().refill)
+            .collect();
+        // 15 tokens left after the grant's own request: the 7th take leaves 8 (half of 16).
+        let first = asks.iter().position(|&ask| ask);
+        assert_eq!(first, Some(6), "asked at half: {asks:?}");
+        assert_eq!(
+            asks.iter().filter(|&&ask| ask).count(),
+            1,
+            "asked once while pending"
+        );
+        // One token left; the background grant arrives without a request to serve.
+        leases.grant(class, "u:a", 16, false, 900, Duration::ZERO, t0);
+        let spent = (0..20)
+            .filter_map(|_| take(&leases, class, "u:a", t0))
+            .count();
+        assert_eq!(
+            spent, 17,
+            "the one left plus all 16 of the background grant"
+        );
+    }
+
+    #[test]
+    fn a_failed_refill_is_asked_for_again_and_small_leases_never_ask() {
+        let leases = Leases::default();
+        let t0 = Instant::now();
+        let class = LimitClass::Ai;
+        leases.grant(class, "u:a", 16, true, 1000, Duration::ZERO, t0);
+        let ask = |leases: &Leases| leases.take(class, "u:a", t0).unwrap().refill;
+        assert!((0..7).any(|_| ask(&leases)));
+        assert!(!ask(&leases), "pending");
+        leases.refill_failed(class, "u:a");
+        assert!(ask(&leases), "asked again after the failure");
+
+        leases.grant(
+            class,
+            "u:b",
+            REFILL_AHEAD_FROM - 1,
+            true,
+            1,
+            Duration::ZERO,
+            t0,
+        );
+        let small: Vec<bool> = std::iter::from_fn(|| leases.take(class, "u:b", t0))
+            .map(|t| t.refill)
+            .collect();
+        assert_eq!(small.len(), REFILL_AHEAD_FROM as usize - 2);
+        assert!(
+            small.iter().all(|&ask| !ask),
+            "near the limit, nothing is held ahead"
         );
     }
 }

@@ -58,20 +58,38 @@ impl RedisLimiter {
         quota: Quota,
         key: &str,
     ) -> Result<Decision, redis::RedisError> {
-        if let Some(decision) = self.leases.take(class, key, Instant::now()) {
-            return Ok(decision);
+        if let Some(taken) = self.leases.take(class, key, Instant::now()) {
+            if taken.refill {
+                self.refill_ahead(class, quota, key);
+            }
+            return Ok(taken.decision);
         }
         // Boxed: the script call's future is large, and most requests are served from a
         // lease above; inline, every request's future (and its allocation) would carry it.
-        Box::pin(self.refill(class, quota, key)).await
+        Box::pin(self.refill(class, quota, key, true)).await
     }
 
-    /// Asks Redis for a token and, for a busy client, a lease of more.
+    /// Asks for the next lease of a half-spent one in a task of its own, so that no request
+    /// waits for it. A failure only means the next requests ask Redis themselves.
+    fn refill_ahead(&self, class: LimitClass, quota: Quota, key: &str) {
+        let limiter = self.clone();
+        let key = key.to_owned();
+        tokio::spawn(async move {
+            let granted = limiter.refill(class, quota, &key, false).await;
+            if !matches!(granted, Ok(Decision::Allowed { .. })) {
+                limiter.leases.refill_failed(class, &key);
+            }
+        });
+    }
+
+    /// Asks Redis for a token for the request at hand (`for_request`) and, for a busy client,
+    /// a lease of more.
     async fn refill(
         &self,
         class: LimitClass,
         quota: Quota,
         key: &str,
+        for_request: bool,
     ) -> Result<Decision, redis::RedisError> {
         let mut conn = self.link.conn();
         let redis_key = format!("sluice:rl:{}:{}", class.as_str(), key);
@@ -90,6 +108,7 @@ impl RedisLimiter {
                 class,
                 key,
                 granted.min(i64::from(MAX_LEASE)) as u32,
+                for_request,
                 remaining.max(0) as u32,
                 micros(reset_us),
                 Instant::now(),

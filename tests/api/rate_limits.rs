@@ -2,7 +2,7 @@
 //! across instances through Redis (leased a few tokens at a time to busy clients); a dead Redis
 //! falls back to the local limiter instead of lifting limits.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::helpers::{TestApp, assert_problem, redis_connection, spawn_app};
 use crate::support::redis_server::RedisServer;
@@ -165,6 +165,60 @@ async fn busy_clients_take_leases_yet_two_instances_never_exceed_the_burst() {
     assert!(
         scripts * 2 < admitted,
         "{scripts} Redis round trips for {admitted} admitted requests: no leases"
+    );
+}
+
+/// A busy client's next lease is asked for in the background once the one it holds is half
+/// spent, so its requests never wait for Redis: with Redis frozen after that, every request
+/// the first lease could not have covered is still served from leased tokens, none by the
+/// local fallback (which a request waiting for the frozen Redis would reach after the
+/// connection's response timeout).
+#[tokio::test]
+async fn a_busy_clients_next_lease_is_taken_before_it_is_needed() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let overrides = [
+        ("RATE_LIMIT_BURST", "100000"),
+        ("RATE_LIMIT_PER_SECOND", "1000"),
+        ("REDIS_URL", url.as_str()),
+    ];
+    let app = spawn_app(&overrides).await;
+    let token = app.token("refill-ahead-user");
+    // The first request takes a lease of 64 (the largest); 32 more leave it half spent.
+    assert_eq!(me(&app, &token).await.status(), 200);
+    let before = limit_scripts_run(&url).await;
+    for _ in 0..32 {
+        assert_eq!(me(&app, &token).await.status(), 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while limit_scripts_run(&url).await == before {
+        assert!(Instant::now() < deadline, "no lease was asked for ahead");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut conn = redis_connection(&url).await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(60_000)
+        .arg("ALL")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // 31 tokens of the first lease and 64 of the second: 64 requests need no round trip.
+    for _ in 0..64 {
+        assert_eq!(me(&app, &token).await.status(), 200);
+    }
+    let metrics = app
+        .client
+        .get(app.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("sluice_rate_limiter_local_fallbacks_total 0"),
+        "a request waited for the frozen Redis:\n{metrics}"
     );
 }
 
