@@ -1,41 +1,260 @@
 //! Server-Sent Events responses that nothing buffers: `Cache-Control: no-cache`,
-//! `X-Accel-Buffering: no` (nginx), never compressed (see `stack`), keep-alive comments from
-//! the first second so idle-timeout load balancers don't cut a slow model, and an end when the
-//! gateway shuts down.
+//! `X-Accel-Buffering: no` (nginx), never compressed (see `stack`), a keep-alive comment once
+//! a stream has been idle for the keep-alive interval so idle-timeout load balancers don't cut
+//! a slow model, and an end when the gateway shuts down.
+//!
+//! Written here rather than with axum's `Sse` because this runs once per relayed token, for
+//! thousands of streams: axum builds each event in fragments (a buffer grown and a newline
+//! scan per fragment, ~4 reallocations per token event), resets a timer on every event for
+//! its keep-alive, and the shutdown guard (`take_until`) locked the cancellation's waiter
+//! list on every poll. Here a frame is written into one buffer sized up front, the keep-alive
+//! timer moves once per interval, and shutdown is an atomic load per poll.
 
-use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::http::{HeaderValue, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
-use futures_util::{Stream, StreamExt};
-use tokio_util::sync::CancellationToken;
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-/// Wraps an event stream into the response every SSE route returns. The stream ends when
-/// `shutdown` fires (graceful shutdown drains open streams this way).
-pub fn sse_response<S>(events: S, keepalive: Duration, shutdown: &CancellationToken) -> Response
+/// The comment sent on an idle stream.
+const KEEP_ALIVE: &[u8] = b":keep-alive\n\n";
+
+/// Wraps a stream of frames (see [`Frame`]) into the response every SSE route returns. The
+/// stream ends when `shutdown` fires (graceful shutdown drains open streams this way).
+pub fn sse_response<S>(frames: S, keepalive: Duration, shutdown: &CancellationToken) -> Response
 where
-    S: Stream<Item = Event> + Send + 'static,
+    S: Stream<Item = Bytes> + Send + 'static,
 {
-    let events = events
-        .take_until(shutdown.clone().cancelled_owned())
-        .map(Ok::<_, Infallible>);
-    let mut response = Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(keepalive).text("keep-alive"))
-        .into_response();
+    let body = SseBody {
+        frames: Box::pin(frames),
+        keepalive,
+        timer: Box::pin(tokio::time::sleep(keepalive)),
+        last_sent: Instant::now(),
+        shutdown: shutdown.clone(),
+        shutdown_wait: Box::pin(shutdown.clone().cancelled_owned()),
+        shutdown_registered: false,
+    };
+    let mut response = Response::new(Body::from_stream(body));
     let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
 }
 
-/// An SSE event with a JSON payload (serialization of our own types cannot fail; if it did,
-/// the event carries `{}` rather than ending the stream).
-/// The JSON is written straight into the event's buffer (this runs once per token).
-pub fn json_event(name: &str, payload: &impl serde::Serialize) -> Event {
-    Event::default()
-        .event(name)
-        .json_data(payload)
-        .unwrap_or_else(|_| Event::default().event(name).data("{}"))
+/// Frames, keep-alive comments on idle, and the end at shutdown.
+struct SseBody {
+    frames: Pin<Box<dyn Stream<Item = Bytes> + Send>>,
+    keepalive: Duration,
+    /// Fires `keepalive` after the last frame or comment (moved lazily, see `poll_next`).
+    timer: Pin<Box<Sleep>>,
+    last_sent: Instant,
+    shutdown: CancellationToken,
+    /// Polled once, to register this body's task for the wake-up at shutdown (and kept, as
+    /// dropping it would unregister); after that an atomic load (`is_cancelled`) on each poll
+    /// says whether it came.
+    shutdown_wait: Pin<Box<WaitForCancellationFutureOwned>>,
+    shutdown_registered: bool,
+}
+
+impl Stream for SseBody {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.shutdown.is_cancelled() {
+            return Poll::Ready(None);
+        }
+        if !this.shutdown_registered {
+            if this.shutdown_wait.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            // Registered with this task's waker, which stays the same for the body's life.
+            this.shutdown_registered = true;
+        }
+        match this.frames.as_mut().poll_next(cx) {
+            Poll::Ready(Some(frame)) => {
+                this.last_sent = Instant::now();
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {}
+        }
+        // The timer is not reset per frame: when it fires after frames were sent, it is moved
+        // to `keepalive` after the last one instead, so an idle stream still gets its comment
+        // exactly `keepalive` after its last frame.
+        while this.timer.as_mut().poll(cx).is_ready() {
+            let due = this.last_sent + this.keepalive;
+            if due <= Instant::now() {
+                this.last_sent = Instant::now();
+                this.timer.as_mut().reset(this.last_sent + this.keepalive);
+                return Poll::Ready(Some(Ok(Bytes::from_static(KEEP_ALIVE))));
+            }
+            this.timer.as_mut().reset(due);
+        }
+        Poll::Pending
+    }
+}
+
+/// One SSE frame, written into a single buffer: fields in order, then [`Frame::finish`].
+///
+/// Ids and event names are the gateway's own (no line breaks); data may be anything and is
+/// split into one `data:` line per line, as the SSE format requires.
+pub struct Frame(Vec<u8>);
+
+impl Frame {
+    /// A frame expected to be about `payload_hint` bytes of data.
+    pub fn new(payload_hint: usize) -> Self {
+        Self(Vec::with_capacity(payload_hint + 48))
+    }
+
+    /// `id: <id>`.
+    pub fn id(mut self, id: &str) -> Self {
+        self.field(b"id: ", id.as_bytes());
+        self
+    }
+
+    /// `event: <name>`.
+    pub fn event(mut self, name: &str) -> Self {
+        self.field(b"event: ", name.as_bytes());
+        self
+    }
+
+    /// `data: <payload as compact JSON>`: one line, since compact JSON escapes every line
+    /// break. Serialising our own types cannot fail; if it did, the data is `{}` rather than
+    /// ending the stream.
+    pub fn json_data(mut self, payload: &impl serde::Serialize) -> Self {
+        self.0.extend_from_slice(b"data: ");
+        let start = self.0.len();
+        if serde_json::to_writer(&mut self.0, payload).is_err() {
+            self.0.truncate(start);
+            self.0.extend_from_slice(b"{}");
+        }
+        self.0.push(b'\n');
+        self
+    }
+
+    /// `data: <line>` for each line of `text` (LF, CR or CRLF breaks).
+    pub fn data(mut self, text: &str) -> Self {
+        let mut rest = text.as_bytes();
+        loop {
+            let end = rest
+                .iter()
+                .position(|&b| b == b'\n' || b == b'\r')
+                .unwrap_or(rest.len());
+            self.field(b"data: ", &rest[..end]);
+            if end == rest.len() {
+                return self;
+            }
+            let skip = if rest[end..].starts_with(b"\r\n") {
+                2
+            } else {
+                1
+            };
+            rest = &rest[end + skip..];
+        }
+    }
+
+    /// The frame, with the blank line that dispatches it.
+    pub fn finish(mut self) -> Bytes {
+        self.0.push(b'\n');
+        Bytes::from(self.0)
+    }
+
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        self.0.extend_from_slice(name);
+        self.0.extend_from_slice(value);
+        self.0.push(b'\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use futures_util::StreamExt;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_frame_has_its_fields_in_order_and_one_data_line_per_line() {
+        let frame = Frame::new(8)
+            .id("7")
+            .event("progress")
+            .json_data(&json!({ "message": "two\nlines" }))
+            .finish();
+        assert_eq!(
+            &frame[..],
+            b"id: 7\nevent: progress\ndata: {\"message\":\"two\\nlines\"}\n\n"
+        );
+        let frame = Frame::new(8).data("a\nb\r\nc\rd").finish();
+        assert_eq!(&frame[..], b"data: a\ndata: b\ndata: c\ndata: d\n\n");
+        assert_eq!(&Frame::new(0).data("").finish()[..], b"data: \n\n");
+    }
+
+    #[tokio::test]
+    async fn the_response_is_an_unbuffered_event_stream() {
+        let response = sse_response(
+            frames_never_ending(),
+            Duration::from_secs(15),
+            &CancellationToken::new(),
+        );
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/event-stream"
+        );
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-cache");
+        assert_eq!(response.headers()["x-accel-buffering"], "no");
+    }
+
+    fn frames_never_ending() -> impl Stream<Item = Bytes> + Send {
+        futures_util::stream::pending()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_stream_gets_a_comment_each_interval_after_its_last_frame() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        let shutdown = CancellationToken::new();
+        let response = sse_response(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+            Duration::from_secs(15),
+            &shutdown,
+        );
+        let mut body = response.into_body().into_data_stream();
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        tx.send(Bytes::from_static(b"data: x\n\n")).unwrap();
+        assert_eq!(&body.next().await.unwrap().unwrap()[..], b"data: x\n\n");
+        // The timer set at the start fires at 15 s, but the last frame was at 10 s.
+        assert_eq!(&body.next().await.unwrap().unwrap()[..], KEEP_ALIVE);
+        assert_eq!(started.elapsed(), Duration::from_secs(25));
+        assert_eq!(&body.next().await.unwrap().unwrap()[..], KEEP_ALIVE);
+        assert_eq!(started.elapsed(), Duration::from_secs(40));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_an_idle_stream() {
+        let shutdown = CancellationToken::new();
+        let response = sse_response(frames_never_ending(), Duration::from_secs(15), &shutdown);
+        let mut body = response.into_body().into_data_stream();
+        let reader = tokio::spawn(async move { body.next().await.is_none() });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        shutdown.cancel();
+        // Well before the keep-alive, whose timer would also wake the body.
+        let ended = tokio::time::timeout(Duration::from_secs(1), reader).await;
+        assert!(
+            ended.expect("woken by the shutdown").unwrap(),
+            "ended without a frame"
+        );
+    }
 }

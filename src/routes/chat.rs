@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::Response;
-use axum::response::sse::Event;
+use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -16,7 +16,7 @@ use crate::domain::chat::{Chat, ChatEvent, check_content};
 use crate::error::ApiError;
 use crate::http::call_context::call_context;
 use crate::http::extract::{AppJson, AppPath, AppQuery};
-use crate::http::sse::{json_event, sse_response};
+use crate::http::sse::{Frame, sse_response};
 use crate::ids::{ConversationId, MessageId};
 use crate::store::Message;
 
@@ -164,19 +164,21 @@ struct TokenEvent<'a> {
     content: &'a str,
 }
 
-fn sse_event(event: ChatEvent) -> Event {
+fn sse_event(event: ChatEvent) -> Bytes {
     let name = event.name();
     match event {
-        ChatEvent::Token(content) => json_event(name, &TokenEvent { content: &content }),
+        ChatEvent::Token(content) => Frame::new(content.len())
+            .event(name)
+            .json_data(&TokenEvent { content: &content }),
         ChatEvent::Complete {
             message_id,
             content,
-        } => json_event(
-            name,
-            &json!({ "message_id": message_id, "content": content }),
-        ),
-        ChatEvent::Error { code, message } => {
-            json_event(name, &json!({ "code": code.as_str(), "message": message }))
-        }
+        } => Frame::new(content.len() + 64)
+            .event(name)
+            .json_data(&json!({ "message_id": message_id, "content": content })),
+        ChatEvent::Error { code, message } => Frame::new(message.len() + 32)
+            .event(name)
+            .json_data(&json!({ "code": code.as_str(), "message": message })),
     }
+    .finish()
 }

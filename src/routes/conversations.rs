@@ -4,8 +4,8 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -19,7 +19,7 @@ use crate::domain::progress::{ProgressEvent, ProgressStream};
 use crate::error::ApiError;
 use crate::http::call_context::call_context;
 use crate::http::extract::{AppJson, AppPath, AppQuery};
-use crate::http::sse::sse_response;
+use crate::http::sse::{Frame, sse_response};
 use crate::ids::{ConversationId, ScenarioId};
 use crate::limits::StreamSlot;
 use crate::store::{Conversation, ConversationStatus};
@@ -300,7 +300,7 @@ fn progress_response(state: &AppState, events: ProgressStream, slot: StreamSlot)
     sse_response(events, state.settings.sse_keepalive, &state.shutdown)
 }
 
-fn sse_event(event: &ProgressEvent) -> Event {
+fn sse_event(event: &ProgressEvent) -> Bytes {
     let data = match event {
         ProgressEvent::Progress {
             conversation_id,
@@ -324,8 +324,9 @@ fn sse_event(event: &ProgressEvent) -> Event {
             ..
         } => json!({"conversation_id": conversation_id, "code": code.as_str(), "message": message}),
     };
-    Event::default()
-        .id(event.seq().to_string())
+    Frame::new(64)
+        .id(itoa::Buffer::new().format(event.seq()))
         .event(event.name())
-        .data(data.to_string())
+        .json_data(&data)
+        .finish()
 }

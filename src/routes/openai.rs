@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::Value;
 
@@ -14,7 +14,7 @@ use crate::domain::chat::openai_relay::{OpenAiChunk, OpenAiRelay};
 use crate::error::ApiError;
 use crate::http::call_context::call_context;
 use crate::http::extract::AppJson;
-use crate::http::sse::sse_response;
+use crate::http::sse::{Frame, sse_response};
 use crate::upstream::CallError;
 
 /// `POST /v1/chat/completions`, `stream` true or false.
@@ -110,9 +110,9 @@ fn relay(state: &AppState) -> OpenAiRelay {
     OpenAiRelay::new(state.ai.clone(), state.metrics.clone())
 }
 
-fn sse_event(chunk: OpenAiChunk) -> Event {
+fn sse_event(chunk: OpenAiChunk) -> Bytes {
     match chunk {
-        OpenAiChunk::Data(data) => Event::default().data(data),
-        OpenAiChunk::Done => Event::default().data("[DONE]"),
+        OpenAiChunk::Data(data) => Frame::new(data.len()).data(&data).finish(),
+        OpenAiChunk::Done => Bytes::from_static(b"data: [DONE]\n\n"),
     }
 }
