@@ -179,7 +179,7 @@ impl Frame {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use futures_util::StreamExt;
     use serde_json::json;

@@ -109,12 +109,21 @@ impl SseParser {
                 chunk = rest;
                 continue;
             }
-            let Some(end) = chunk.iter().position(|&b| b == b'\n' || b == b'\r') else {
+            let Some(end) = memchr::memchr2(b'\n', b'\r', chunk) else {
                 return self.extend_line(chunk);
             };
-            self.extend_line(&chunk[..end])?;
+            let (line, rest) = (&chunk[..end], &chunk[end + 1..]);
             self.after_cr = chunk[end] == b'\r';
-            chunk = &chunk[end + 1..];
+            chunk = rest;
+            if self.line.is_empty() {
+                // The whole line is in this chunk (the usual case): read it in place.
+                if line.len() > self.limits.max_line_bytes {
+                    return Err(self.line_too_long());
+                }
+                self.process_line(line, out)?;
+                continue;
+            }
+            self.extend_line(line)?;
             let line = std::mem::take(&mut self.line);
             let processed = self.process_line(&line, out);
             self.line = line;
@@ -126,13 +135,17 @@ impl SseParser {
 
     fn extend_line(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
         if self.line.len() + bytes.len() > self.limits.max_line_bytes {
-            return Err(UpstreamError::TooLarge {
-                what: "line",
-                limit: self.limits.max_line_bytes,
-            });
+            return Err(self.line_too_long());
         }
         self.line.extend_from_slice(bytes);
         Ok(())
+    }
+
+    fn line_too_long(&self) -> UpstreamError {
+        UpstreamError::TooLarge {
+            what: "line",
+            limit: self.limits.max_line_bytes,
+        }
     }
 
     fn process_line(&mut self, line: &[u8], out: &mut Vec<SseEvent>) -> Result<(), UpstreamError> {
@@ -156,13 +169,14 @@ impl SseParser {
             None => (line, &[][..]),
         };
         match name {
-            b"event" => self.event_type = String::from_utf8_lossy(value).into_owned(),
+            b"event" => self.event_type = text(value).into_owned(),
             b"data" => {
-                self.data.push_str(&String::from_utf8_lossy(value));
+                self.data.reserve(value.len() + 1);
+                self.data.push_str(&text(value));
                 self.data.push('\n');
             }
             b"id" if !value.contains(&0) => {
-                self.last_id = String::from_utf8_lossy(value).into_owned();
+                self.last_id = text(value).into_owned();
             }
             // `retry:` sets a browser's reconnection delay; a relay has no use for it. Unknown
             // fields are ignored, as the specification says.
@@ -194,6 +208,15 @@ impl SseParser {
             data,
             id: (!self.last_id.is_empty()).then(|| self.last_id.clone()),
         })
+    }
+}
+
+/// A field's value as text; invalid UTF-8 becomes U+FFFD, as in a browser (checked first
+/// with the faster strict validation: upstream text is valid nearly always).
+fn text(value: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(value) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(value),
     }
 }
 

@@ -204,11 +204,12 @@ fn relay(
     async_stream::stream! {
         let _slot = slot;
         let _gauge = metrics.sse_stream("openai");
+        let chunks_sent = metrics.sse_event_counter("openai", "chunk");
         let mut next: Result<Frame, UpstreamError> = Ok(Frame::from(first));
         loop {
             match next {
                 Ok(Frame::Chunk(data)) => {
-                    metrics.sse_event("openai", "chunk");
+                    chunks_sent.inc();
                     yield OpenAiChunk::Data(data);
                 }
                 Ok(Frame::Done) => {

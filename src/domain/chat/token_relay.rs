@@ -47,6 +47,7 @@ pub(super) fn relay(
         let _slot = slot;
         let _gauge = chat.metrics.sse_stream("chat");
         let metrics = chat.metrics.clone();
+        let tokens_sent = metrics.sse_event_counter("chat", "token");
         let mut record = AnswerRecord::new(
             chat.store.clone(),
             chat.tasks.clone(),
@@ -83,7 +84,8 @@ pub(super) fn relay(
                         metrics.time_to_first_token(started.elapsed());
                     }
                     record.push(&token);
-                    yield counted(&metrics, ChatEvent::Token(token));
+                    tokens_sent.inc();
+                    yield ChatEvent::Token(token);
                 }
                 Ok(Step::Complete) => {
                     if let Some(permit) = permit.take() {

@@ -181,6 +181,21 @@ async fn a_line_over_the_cap_ends_the_stream_after_earlier_events() {
 }
 
 #[tokio::test]
+async fn a_whole_line_over_the_cap_in_one_chunk_ends_the_stream() {
+    let limits = SseLimits {
+        max_line_bytes: 16,
+        max_event_bytes: 1024,
+    };
+    let text = format!("data: {}\n\ndata: {}\n\n", "x".repeat(10), "x".repeat(11));
+    let (events, error) = parse_with(vec![text.into_bytes()], limits).await;
+    assert_eq!(events, [event("message", &"x".repeat(10), None)]);
+    assert!(matches!(
+        error,
+        Some(UpstreamError::TooLarge { what: "line", .. })
+    ));
+}
+
+#[tokio::test]
 async fn a_line_without_end_is_capped_before_it_is_buffered() {
     let limits = SseLimits {
         max_line_bytes: 1024,
