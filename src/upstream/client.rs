@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
+use http::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue, USER_AGENT,
+};
 use http::{HeaderMap, Method, Request, Response, Uri};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -286,8 +288,13 @@ impl UpstreamClient {
 
     async fn execute(
         &self,
-        request: Request<RequestBody>,
+        mut request: Request<RequestBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        if !request.headers().contains_key(HOST)
+            && let Some(host) = host_header(request.uri())
+        {
+            request.headers_mut().insert(HOST, host);
+        }
         self.http
             .request(request)
             .await
@@ -340,6 +347,23 @@ pub fn endpoint(base: &Url, path_and_query: &str) -> Result<Uri, UpstreamError> 
     };
     Uri::try_from([origin, prefix, separator, path_and_query].concat())
         .map_err(|_| UpstreamError::Request("invalid upstream URL"))
+}
+
+/// The `Host` header of a call to `uri`: `host`, with `:port` unless the scheme's default.
+/// Set here because hyper's pooled client otherwise `format!`s it on every call.
+fn host_header(uri: &Uri) -> Option<HeaderValue> {
+    let authority = uri.authority()?.as_str();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let default_port = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    let value = match uri.port_u16() {
+        Some(port) if port != default_port => host_port,
+        _ => uri.host()?,
+    };
+    HeaderValue::from_str(value).ok()
 }
 
 /// `host:port` of an upstream, for metric labels and logs: never the scheme's credentials or
@@ -421,6 +445,19 @@ mod tests {
             endpoint(&with_query, "/v1/models").unwrap().to_string(),
             "https://ai.internal/base/v1/models"
         );
+    }
+
+    #[test]
+    fn the_host_header_never_carries_credentials_or_a_default_port() {
+        let host = |uri: &str| host_header(&uri.parse().unwrap()).unwrap();
+        assert_eq!(host("http://ai.internal:8080/x"), "ai.internal:8080");
+        assert_eq!(
+            host("http://user:pw@ai.internal:8080/x"),
+            "ai.internal:8080"
+        );
+        assert_eq!(host("http://ai.internal:80/x"), "ai.internal");
+        assert_eq!(host("https://user@ai.internal/x"), "ai.internal");
+        assert_eq!(host("https://[::1]:8443/"), "[::1]:8443");
     }
 
     #[test]
