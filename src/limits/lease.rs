@@ -76,6 +76,19 @@ fn index(class: LimitClass) -> usize {
     }
 }
 
+/// Tokens the shared bucket handed out, as the GCRA script reported them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Grant {
+    /// Tokens granted (at least one).
+    pub tokens: u32,
+    /// One of them is for the request that asked; false for a refill ahead.
+    pub for_request: bool,
+    /// What the shared bucket had left after the grant.
+    pub remaining: u32,
+    /// Time until the shared bucket is full again.
+    pub reset: Duration,
+}
+
 /// A request admitted from a lease.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Taken {
@@ -108,29 +121,18 @@ impl Leases {
         Some(Taken { decision, refill })
     }
 
-    /// Records a grant of `granted` tokens and returns the decision of the request it was
-    /// asked for, which takes one of them (`for_request`; a background refill takes none).
-    /// `remaining` and `reset` are the shared bucket's after the grant.
-    #[allow(clippy::too_many_arguments)]
-    pub fn grant(
-        &self,
-        class: LimitClass,
-        key: &str,
-        granted: u32,
-        for_request: bool,
-        remaining: u32,
-        reset: Duration,
-        now: Instant,
-    ) -> Decision {
+    /// Records `grant` and returns the decision of the request it was asked for, which takes
+    /// one of its tokens (a refill ahead takes none).
+    pub fn grant(&self, class: LimitClass, key: &str, grant: Grant, now: Instant) -> Decision {
         let lease = Lease {
-            left: granted.saturating_sub(u32::from(for_request)),
-            size: granted,
+            left: grant.tokens.saturating_sub(u32::from(grant.for_request)),
+            size: grant.tokens,
             refilling: false,
-            remaining,
-            reset,
+            remaining: grant.remaining,
+            reset: grant.reset,
             granted: now,
         };
-        if lease.left == 0 && for_request {
+        if lease.left == 0 && grant.for_request {
             return lease.decision(now);
         }
         let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
@@ -149,7 +151,7 @@ impl Leases {
             Some(held) if now.saturating_duration_since(held.granted) < LEASE_TTL => {
                 held.left = held.left.saturating_add(lease.left);
                 held.size = lease.size;
-                held.refilling &= for_request;
+                held.refilling &= grant.for_request;
                 held.remaining = lease.remaining;
                 held.reset = lease.reset;
                 held.granted = now;
@@ -188,6 +190,24 @@ mod tests {
 
     use super::*;
 
+    /// A grant asked for by a request, which takes one of the tokens.
+    fn asked(tokens: u32, remaining: u32, reset: Duration) -> Grant {
+        Grant {
+            tokens,
+            for_request: true,
+            remaining,
+            reset,
+        }
+    }
+
+    /// A grant asked for ahead of need.
+    fn ahead(tokens: u32, remaining: u32, reset: Duration) -> Grant {
+        Grant {
+            for_request: false,
+            ..asked(tokens, remaining, reset)
+        }
+    }
+
     /// A take's decision, for the tests that are not about refilling.
     fn take(leases: &Leases, class: LimitClass, key: &str, now: Instant) -> Option<Decision> {
         leases.take(class, key, now).map(|t| t.decision)
@@ -205,7 +225,7 @@ mod tests {
         let leases = Leases::default();
         let t0 = Instant::now();
         let class = LimitClass::General;
-        let first = leases.grant(class, "u:a", 3, true, 100, Duration::from_secs(2), t0);
+        let first = leases.grant(class, "u:a", asked(3, 100, Duration::from_secs(2)), t0);
         assert_eq!(
             remaining(Some(first)),
             Some(102),
@@ -231,9 +251,9 @@ mod tests {
         let leases = Leases::default();
         let t0 = Instant::now();
         let class = LimitClass::Ai;
-        leases.grant(class, "u:a", 1, true, 5, Duration::from_secs(1), t0);
+        leases.grant(class, "u:a", asked(1, 5, Duration::from_secs(1)), t0);
         assert_eq!(leases.len(class), 0);
-        leases.grant(class, "u:a", 10, true, 50, Duration::from_secs(1), t0);
+        leases.grant(class, "u:a", asked(10, 50, Duration::from_secs(1)), t0);
         assert!(take(&leases, class, "u:a", t0 + LEASE_TTL / 2).is_some());
         assert_eq!(take(&leases, class, "u:a", t0 + LEASE_TTL), None);
         assert_eq!(leases.len(class), 0, "the expired lease is dropped");
@@ -244,9 +264,9 @@ mod tests {
         let leases = Leases::default();
         let t0 = Instant::now();
         let class = LimitClass::General;
-        leases.grant(class, "u:a", 3, true, 90, Duration::from_secs(1), t0);
+        leases.grant(class, "u:a", asked(3, 90, Duration::from_secs(1)), t0);
         // A second request found the lease empty before the first grant arrived.
-        let second = leases.grant(class, "u:a", 3, true, 87, Duration::from_secs(1), t0);
+        let second = leases.grant(class, "u:a", asked(3, 87, Duration::from_secs(1)), t0);
         assert_eq!(
             remaining(Some(second)),
             Some(91),
@@ -265,10 +285,7 @@ mod tests {
         leases.grant(
             LimitClass::General,
             "k",
-            4,
-            true,
-            0,
-            Duration::from_millis(900),
+            asked(4, 0, Duration::from_millis(900)),
             t0,
         );
         match take(
@@ -288,17 +305,14 @@ mod tests {
         let t0 = Instant::now();
         let class = LimitClass::General;
         for n in 0..1000 {
-            leases.grant(class, &format!("k{n}"), 2, true, 10, Duration::ZERO, t0);
+            leases.grant(class, &format!("k{n}"), asked(2, 10, Duration::ZERO), t0);
         }
         let later = t0 + LEASE_TTL;
         for n in 0..50 {
             leases.grant(
                 class,
                 &format!("new{n}"),
-                2,
-                true,
-                10,
-                Duration::ZERO,
+                asked(2, 10, Duration::ZERO),
                 later,
             );
         }
@@ -314,7 +328,7 @@ mod tests {
         let leases = Leases::default();
         let t0 = Instant::now();
         let class = LimitClass::General;
-        leases.grant(class, "u:a", 16, true, 1000, Duration::ZERO, t0);
+        leases.grant(class, "u:a", asked(16, 1000, Duration::ZERO), t0);
         let asks: Vec<bool> = (0..14)
             .map(|_| leases.take(class, "u:a", t0).unwrap().refill)
             .collect();
@@ -327,7 +341,7 @@ mod tests {
             "asked once while pending"
         );
         // One token left; the background grant arrives without a request to serve.
-        leases.grant(class, "u:a", 16, false, 900, Duration::ZERO, t0);
+        leases.grant(class, "u:a", ahead(16, 900, Duration::ZERO), t0);
         let spent = (0..20)
             .filter_map(|_| take(&leases, class, "u:a", t0))
             .count();
@@ -342,7 +356,7 @@ mod tests {
         let leases = Leases::default();
         let t0 = Instant::now();
         let class = LimitClass::Ai;
-        leases.grant(class, "u:a", 16, true, 1000, Duration::ZERO, t0);
+        leases.grant(class, "u:a", asked(16, 1000, Duration::ZERO), t0);
         let ask = |leases: &Leases| leases.take(class, "u:a", t0).unwrap().refill;
         assert!((0..7).any(|_| ask(&leases)));
         assert!(!ask(&leases), "pending");
@@ -352,10 +366,7 @@ mod tests {
         leases.grant(
             class,
             "u:b",
-            REFILL_AHEAD_FROM - 1,
-            true,
-            1,
-            Duration::ZERO,
+            asked(REFILL_AHEAD_FROM - 1, 1, Duration::ZERO),
             t0,
         );
         let small: Vec<bool> = std::iter::from_fn(|| leases.take(class, "u:b", t0))

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::lease::{Leases, MAX_LEASE};
+use super::lease::{Grant, Leases, MAX_LEASE};
 use super::{Decision, LimitClass, Quota};
 use crate::redis_link::RedisLink;
 
@@ -104,15 +104,13 @@ impl RedisLimiter {
             .await?;
         let micros = |v: i64| Duration::from_micros(v.max(0) as u64);
         Ok(if granted >= 1 {
-            self.leases.grant(
-                class,
-                key,
-                granted.min(i64::from(MAX_LEASE)) as u32,
+            let grant = Grant {
+                tokens: granted.min(i64::from(MAX_LEASE)) as u32,
                 for_request,
-                remaining.max(0) as u32,
-                micros(reset_us),
-                Instant::now(),
-            )
+                remaining: remaining.max(0) as u32,
+                reset: micros(reset_us),
+            };
+            self.leases.grant(class, key, grant, Instant::now())
         } else {
             Decision::Limited {
                 retry_after: micros(retry_us),
