@@ -75,15 +75,7 @@ async fn metrics_use_the_contract_names_and_matched_routes() {
         .send()
         .await
         .unwrap();
-    let text = app
-        .client
-        .get(app.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(
         text.contains(r#"sluice_http_requests_total{route="/api/me",method="GET",status="200"} 1"#),
         "{text}"

@@ -143,6 +143,18 @@ impl TestApp {
         format!("{}{}", self.url, path)
     }
 
+    /// The Prometheus exposition of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(self.at("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// A dev-login token for `user`.
     pub async fn login(&self, user: &str) -> String {
         let response = self

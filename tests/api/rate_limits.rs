@@ -65,15 +65,7 @@ async fn burst_then_429_with_headers_and_health_is_never_limited() {
             assert_eq!(response.status(), 200, "{path}");
         }
     }
-    let metrics = app
-        .client
-        .get(app.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("sluice_rate_limited_total{class=\"general\"} 1"),
         "{metrics}"
@@ -207,15 +199,7 @@ async fn a_busy_clients_next_lease_is_taken_before_it_is_needed() {
     for _ in 0..64 {
         assert_eq!(me(&app, &token).await.status(), 200);
     }
-    let metrics = app
-        .client
-        .get(app.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("sluice_rate_limiter_local_fallbacks_total 0"),
         "a request waited for the frozen Redis:\n{metrics}"
@@ -234,15 +218,7 @@ async fn unreachable_redis_falls_back_to_the_local_limiter() {
     assert_eq!(me(&app, &token).await.status(), 200);
     assert_eq!(me(&app, &token).await.status(), 200);
     assert_problem(me(&app, &token).await, 429, "rate_limited").await;
-    let metrics = app
-        .client
-        .get(app.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("sluice_rate_limiter_local_fallbacks_total 3"),
         "{metrics}"

@@ -58,15 +58,7 @@ async fn created(app: &TestApp, token: &str, novel: &str, description: &str) -> 
 }
 
 async fn metric(app: &TestApp, line_prefix: &str) -> Option<f64> {
-    let text = app
-        .client
-        .get(app.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     text.lines()
         .find(|l| l.starts_with(line_prefix))
         .and_then(|l| l.rsplit(' ').next())
