@@ -185,6 +185,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_verified_token_is_kept_and_a_refused_one_is_not() {
+        let auth = authenticator();
+        let token = TokenMinter::new(SECRET.as_bytes(), None, None)
+            .mint("bob", None, Duration::from_secs(600))
+            .unwrap();
+        assert!(auth.verify("not.a.token").await.is_err());
+        assert_eq!(auth.inner.verified.len(), 0, "refused tokens are not kept");
+        auth.verify(&token).await.unwrap();
+        assert_eq!(auth.inner.verified.len(), 1, "the verified token is kept");
+        assert_eq!(auth.verify(&token).await.unwrap().sub, "bob");
+        assert_eq!(auth.inner.verified.len(), 1);
+    }
+
+    #[tokio::test]
     async fn a_cached_token_does_not_vouch_for_a_tampered_one() {
         let auth = authenticator();
         let minter = TokenMinter::new(SECRET.as_bytes(), None, None);

@@ -87,8 +87,9 @@ impl VerifiedTokens {
         );
     }
 
+    /// Tokens kept (for tests).
     #[cfg(test)]
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }

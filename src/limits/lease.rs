@@ -151,6 +151,7 @@ impl Leases {
             Some(held) if now.saturating_duration_since(held.granted) < LEASE_TTL => {
                 held.left = held.left.saturating_add(lease.left);
                 held.size = lease.size;
+                // Only the refill's own grant ends a pending refill; a request's does not.
                 held.refilling &= grant.for_request;
                 held.remaining = lease.remaining;
                 held.reset = lease.reset;
