@@ -26,7 +26,8 @@ class Context:
             target, "sluice")
         self.http_load_bin = os.path.join(target, "http-load")
         self.sse_load_bin = os.path.join(target, "sse-load")
-        for path in (self.sluice_bin, self.http_load_bin, self.sse_load_bin):
+        self.hyper_floor_bin = os.path.join(target, "hyper-floor")
+        for path in (self.sluice_bin, self.http_load_bin, self.sse_load_bin, self.hyper_floor_bin):
             if not os.path.exists(path):
                 raise SystemExit(f"bench: {path} is missing (bench/run builds it)")
         self.databases = []

@@ -6,7 +6,9 @@ from stack import Stack
 
 PATH = "/api/ai/search/passages"
 BODY = {"query": "the storm at sea", "novel_id": "moby-dick", "top_k": 5}
-CONTENDERS = ["direct", "sluice", "nginx"]
+# hyper-floor: the same HTTP crates as sluice with none of its features, so the table shows
+# how much of sluice's cost per call is the stack and how much its own work.
+CONTENDERS = ["direct", "sluice", "hyper-floor", "nginx"]
 
 
 def run(ctx):
@@ -14,7 +16,7 @@ def run(ctx):
     fractions = [0.5] if ctx.smoke else [0.25, 0.5, 0.75]
     result = {"scenario": "json_path", "path": PATH, "duration_secs": duration,
               "saturation": {}, "rates": [], "notes": [], "failures": []}
-    with Stack(ctx, "json", {"MOCK_TOKEN_DELAY_MS": "0"}) as stack:
+    with Stack(ctx, "json", {"MOCK_TOKEN_DELAY_MS": "0"}, floor=True) as stack:
         ctx.current_mock = stack.mock
         result["notes"] += stack.notes
         names = [n for n in CONTENDERS if n in stack.contenders]

@@ -1,7 +1,8 @@
 """The processes one scenario runs against: the mock AI service (the common upstream), sluice,
 nginx and optionally LiteLLM in front of it, and how a load client reaches each of them.
 
-Every contender proxies to the same `sluice mock-ai` process; `direct` is the mock itself.
+Every contender proxies to the same `sluice mock-ai` process; `direct` is the mock itself, and
+`hyper-floor` (bench/loadgen) a bare proxy on sluice's HTTP crates: the least such a proxy costs.
 """
 
 import os
@@ -33,12 +34,13 @@ class Contender:
 class Stack:
     """Starts and stops one set of processes with the given mock settings."""
 
-    def __init__(self, ctx, label, mock_env, litellm=False, nginx=True):
+    def __init__(self, ctx, label, mock_env, litellm=False, nginx=True, floor=False):
         self.ctx = ctx
         self.label = label
         self.mock_env = mock_env
         self.want_litellm = litellm
         self.want_nginx = nginx
+        self.want_floor = floor
         self.procs = []
         self.contenders = {}
         self.notes = []
@@ -114,6 +116,8 @@ class Stack:
         self.contenders["sluice"] = Contender(
             "sluice", self.sluice_url, [f"Authorization: Bearer {token}"], self.sluice)
 
+        if self.want_floor:
+            self._start_floor()
         if self.want_nginx:
             self._start_nginx(mock_port)
         if self.want_litellm:
@@ -123,6 +127,15 @@ class Stack:
         proc = Proc(f"{self.label}-{name}", argv, env, self.ctx.workdir, cwd=cwd)
         self.procs.append(proc)
         return proc
+
+    def _start_floor(self):
+        port = free_port()
+        proc = self._spawn("hyper-floor", [self.ctx.hyper_floor_bin, "--listen",
+                                           f"127.0.0.1:{port}", "--upstream", self.mock_url,
+                                           "--upstream-key", API_KEY], {})
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/health", proc)
+        self.contenders["hyper-floor"] = Contender("hyper-floor", url, [], proc)
 
     def _start_nginx(self, mock_port):
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
