@@ -30,7 +30,13 @@ type Inner = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
 /// stream ends.
 pub struct ByteStream {
     inner: Inner,
-    timer: Pin<Box<Sleep>>,
+    /// When the current phase's limit runs out: the first-byte deadline, then the idle one
+    /// from the latest chunk.
+    deadline: Instant,
+    /// Armed only when the stream has to wait: a body that is already in (a JSON answer read
+    /// with its headers) never registers a timer with the runtime, which costs a lock and
+    /// can wake the event loop once more.
+    timer: Option<Pin<Box<Sleep>>>,
     timeouts: StreamTimeouts,
     started: bool,
     done: bool,
@@ -48,7 +54,8 @@ impl ByteStream {
     ) -> Self {
         Self {
             inner: Box::pin(inner),
-            timer: Box::pin(tokio::time::sleep_until(call_started + timeouts.first_byte)),
+            deadline: call_started + timeouts.first_byte,
+            timer: None,
             timeouts,
             started: false,
             done: false,
@@ -75,8 +82,7 @@ impl Stream for ByteStream {
                 Poll::Ready(Some(Ok(chunk))) if chunk.is_empty() => continue,
                 Poll::Ready(Some(Ok(chunk))) => {
                     this.started = true;
-                    let next_deadline = Instant::now() + this.timeouts.idle;
-                    this.timer.as_mut().reset(next_deadline);
+                    this.deadline = Instant::now() + this.timeouts.idle;
                     return Poll::Ready(Some(Ok(chunk)));
                 }
                 Poll::Ready(Some(Err(err))) => {
@@ -90,7 +96,14 @@ impl Stream for ByteStream {
                 Poll::Pending => break,
             }
         }
-        match this.timer.as_mut().poll(cx) {
+        let deadline = this.deadline;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        match timer.as_mut().poll(cx) {
             Poll::Ready(()) => {
                 let err = if this.started {
                     UpstreamError::IdleTimeout(this.timeouts.idle)
@@ -181,6 +194,15 @@ mod tests {
         .await;
         assert_eq!(chunks, 2);
         assert!(matches!(err, Some(UpstreamError::IdleTimeout(d)) if d == TIMEOUTS.idle));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_is_already_in_arms_no_timer() {
+        let source = stream::iter(vec![Ok(Bytes::from_static(b"{}"))]);
+        let mut body = ByteStream::new(source, Instant::now(), TIMEOUTS);
+        assert!(body.next().await.is_some_and(|chunk| chunk.is_ok()));
+        assert!(body.next().await.is_none());
+        assert!(body.timer.is_none(), "no wait, no timer");
     }
 
     #[tokio::test(start_paused = true)]
