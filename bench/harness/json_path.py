@@ -32,8 +32,7 @@ def run(ctx):
                     stack.contenders[name], PATH, BODY, rate=0, duration=duration,
                     connections=64))
         for name, runs in result["saturation_rounds"].items():
-            by_rate = sorted(runs, key=lambda run: run["throughput_rps"])
-            result["saturation"][name] = by_rate[len(by_rate) // 2]
+            result["saturation"][name] = median_round(runs, lambda run: run["throughput_rps"])
         base = result["saturation"].get("sluice", result["saturation"]["direct"])
         for i, fraction in enumerate(fractions):
             rate = max(10, round(base["throughput_rps"] * fraction))
@@ -44,8 +43,7 @@ def run(ctx):
                         stack.contenders[name], PATH, BODY, rate=rate, duration=duration,
                         connections=2048))
             for name, runs in row["rounds"].items():
-                by_p99 = sorted(runs, key=lambda run: run["latency"]["p99_ms"])
-                row["results"][name] = by_p99[len(by_p99) // 2]
+                row["results"][name] = median_round(runs, lambda run: run["latency"]["p99_ms"])
             result["rates"].append(row)
     for name, runs in result["saturation_rounds"].items():
         for r in runs:
@@ -59,6 +57,11 @@ def run(ctx):
                     result["failures"].append(
                         f"json_path {name} at {row['rate']}/s: errors={r['errors']}")
     return result
+
+
+def median_round(runs, key):
+    """The round in the middle when `runs` are ordered by `key`."""
+    return sorted(runs, key=key)[len(runs) // 2]
 
 
 def markdown(result):

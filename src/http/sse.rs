@@ -147,10 +147,7 @@ impl Frame {
     pub fn data(mut self, text: &str) -> Self {
         let mut rest = text.as_bytes();
         loop {
-            let end = rest
-                .iter()
-                .position(|&b| b == b'\n' || b == b'\r')
-                .unwrap_or(rest.len());
+            let end = memchr::memchr2(b'\n', b'\r', rest).unwrap_or(rest.len());
             self.field(b"data: ", &rest[..end]);
             if end == rest.len() {
                 return self;

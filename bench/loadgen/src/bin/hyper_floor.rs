@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, HOST, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response, Uri};
+use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -136,7 +136,7 @@ async fn forward(
         .build()
     {
         Ok(uri) => uri,
-        Err(_) => return status(400),
+        Err(_) => return status(StatusCode::BAD_REQUEST),
     };
     parts.headers.insert(HOST, upstream.host.clone());
     match &upstream.authorization {
@@ -147,20 +147,20 @@ async fn forward(
         Ok(collected) => Full::new(collected.to_bytes())
             .map_err(|never| match never {})
             .boxed_unsync(),
-        Err(_) => return status(400),
+        Err(_) => return status(StatusCode::BAD_REQUEST),
     };
     match client.request(Request::from_parts(parts, body)).await {
         Ok(response) => response.map(BodyExt::boxed_unsync),
-        Err(_) => status(502),
+        Err(_) => status(StatusCode::BAD_GATEWAY),
     }
 }
 
-fn status(code: u16) -> Response<Body> {
+fn status(code: StatusCode) -> Response<Body> {
     let mut response = Response::new(
         Full::new(Bytes::new())
             .map_err(|never| match never {})
             .boxed_unsync(),
     );
-    *response.status_mut() = hyper::StatusCode::from_u16(code).unwrap_or_default();
+    *response.status_mut() = code;
     response
 }
