@@ -9,6 +9,7 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{any, get, post};
 
 use crate::app::AppState;
+use crate::http::stack::App;
 use crate::http::user_gate::{UserGate, user_gate};
 use crate::http::{metrics_layer, rate_limit, stack};
 use crate::openapi;
@@ -17,7 +18,7 @@ use crate::routes::{
 };
 
 /// Builds the complete application router.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState) -> impl App {
     // Operations: no auth, never rate-limited.
     let operations = Router::new()
         .route("/health", get(health::health))

@@ -12,18 +12,21 @@
 
 use std::net::SocketAddr;
 
-use axum::Router;
+use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::http::Request;
 use axum::serve::Listener;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use tower::Layer;
+use tower::ServiceBuilder;
 
 use super::shards::Shards;
+use super::stack::App;
 
 /// Serves `app` on `listener` until `shutdown` fires; then stops accepting, asks every open
 /// connection to close after its current response, and returns once all have closed.
@@ -33,7 +36,7 @@ use super::shards::Shards;
 /// `into_make_service_with_connect_info`.
 pub async fn serve(
     mut listener: TcpListener,
-    app: Router,
+    app: impl App,
     shutdown: CancellationToken,
     shards: &Shards,
 ) {
@@ -57,7 +60,10 @@ pub async fn serve(
                 continue;
             }
         };
-        let service = axum::Extension(ConnectInfo::<SocketAddr>(peer)).layer(app.clone());
+        let service = ServiceBuilder::new()
+            .layer(axum::Extension(ConnectInfo::<SocketAddr>(peer)))
+            .map_request(|request: Request<Incoming>| request.map(Body::new))
+            .service(app.clone());
         let watcher = connections.watcher();
         let http = http.clone();
         shards.spawn(async move {
@@ -102,7 +108,7 @@ mod tests {
     async fn connections_are_served_on_the_shard_threads() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
-        let app = Router::new().route(
+        let app = axum::Router::new().route(
             "/",
             get(|| async { thread::current().name().unwrap_or_default().to_owned() }),
         );

@@ -1,5 +1,6 @@
 //! The middleware stack, in one place, outermost first.
 
+use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
@@ -7,9 +8,9 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use tower::ServiceBuilder;
+use tower::util::MapResponse;
+use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::compression::predicate::{NotForContentType, Predicate};
 use tower_http::compression::{CompressionLayer, DefaultPredicate};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -30,8 +31,9 @@ const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
 /// The layers wrap the router once, as one service, rather than through `Router::layer`,
 /// which would wrap every route separately and clone and box each layer per request. Only
 /// what needs the matched route (metrics, and the route field of the trace span) runs inside
-/// the router; see `crate::http::metrics_layer`.
-pub fn apply(router: Router, cors_origins: &[String]) -> Router {
+/// the router; see `crate::http::metrics_layer`. The result is served as it is, not wrapped
+/// in a second `Router` (a route lookup, a boxed clone and a boxed future per request).
+pub fn apply(router: Router, cors_origins: &[String]) -> impl App + use<> {
     let service = ServiceBuilder::new()
         // 1. Every request gets an id (kept from the caller when present), echoed back and
         //    readable while building any response (error bodies carry it); handlers past
@@ -56,14 +58,33 @@ pub fn apply(router: Router, cors_origins: &[String]) -> Router {
         // 4. CORS for the configured origins only; same-origin (the default) needs none, nor
         //    the `Vary` headers the layer would add to every response.
         .option_layer((!cors_origins.is_empty()).then(|| cors(cors_origins)))
-        // 5. Compression, never for event streams (they must flush event by event).
-        .layer(CompressionLayer::new().compress_when(
-            DefaultPredicate::new().and(NotForContentType::new("text/event-stream")),
-        ))
+        // 5. Compression, never for event streams (they must flush event by event): the
+        //    default predicate already leaves out `text/event-stream`, gRPC and images.
+        .layer(CompressionLayer::new().compress_when(DefaultPredicate::new()))
         // 6. Bodies over 1 MiB are refused by the extractors with 413.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .service(router);
-    Router::new().fallback_service(service)
+    // The layers change the body type; the listener serves axum's.
+    MapResponse::new(service, IntoResponse::into_response)
+}
+
+/// The whole application as the listener serves it: the router inside the shared middleware.
+pub trait App:
+    Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> App for T where
+    T: Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
 }
 
 /// The span's `route` is recorded inside the router, where the matched route is known.
@@ -148,10 +169,19 @@ mod tests {
         panic!("handler bug")
     }
 
-    fn app() -> Router {
+    fn app() -> impl App {
         let router = Router::new()
             .route("/boom", get(boom))
             .route("/big", get(|| async { "x".repeat(4096) }))
+            .route(
+                "/events",
+                get(|| async {
+                    (
+                        [(header::CONTENT_TYPE, "text/event-stream")],
+                        "data: x\n\n".repeat(512),
+                    )
+                }),
+            )
             .route(
                 "/slow",
                 get(|| async {
@@ -261,5 +291,20 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(response.headers()["content-encoding"], "gzip");
+    }
+
+    #[tokio::test]
+    async fn event_streams_are_never_compressed() {
+        let response = app()
+            .oneshot(
+                Request::get("/events")
+                    .header("accept-encoding", "gzip")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers().get("content-encoding").is_none());
     }
 }
