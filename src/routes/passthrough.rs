@@ -19,8 +19,8 @@ use crate::cache;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::call_context::call_context;
 use crate::http::stack::MAX_BODY_BYTES;
+use crate::upstream::CallError;
 use crate::upstream::transport::{RequestBody, empty_body, full_body};
-use crate::upstream::{CallError, endpoint};
 
 const SEARCH_CACHE_TTL: Duration = Duration::from_secs(60);
 /// Largest search response kept in the cache.
@@ -101,14 +101,11 @@ async fn forward(
         ));
     }
     let method = request.method().clone();
-    let path_and_query = request
-        .uri()
-        .path_and_query()
-        .map(|pq| pq.as_str().to_string())
-        .unwrap_or_else(|| request.uri().path().to_string());
+    let uri = request.uri();
+    let path_and_query = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
     let cacheable = method == Method::GET && path_and_query.starts_with("/api/search/");
     let cache_key =
-        cacheable.then(|| cache::key("passthrough", &[user.id.as_str(), &path_and_query]));
+        cacheable.then(|| cache::key("passthrough", &[user.id.as_str(), path_and_query]));
     if let Some(cache_key) = &cache_key {
         if let Some(hit) = state.cache.get(cache_key).await {
             state.metrics.cache("passthrough_search", "hit");
@@ -123,10 +120,16 @@ async fn forward(
         ApiError::from(CallError::Rejected(rejected))
     })?;
 
-    let uri = endpoint(ai.base(), &path_and_query).map_err(ApiError::internal)?;
-    // Room for the five headers added on the way (key, user agent, request and user ids, and
-    // `Host` from the connection pool), so the map is never reallocated.
+    let uri = ai
+        .base()
+        .endpoint(path_and_query)
+        .map_err(ApiError::internal)?;
+    // Room for the five headers added on the way (`Host`, key, user agent, request and user
+    // ids), so the map is never reallocated.
     let mut headers = HeaderMap::with_capacity(FORWARDED_REQUEST_HEADERS.len() + 5);
+    if let Some(host) = ai.base().host() {
+        headers.insert(header::HOST, host.clone());
+    }
     for name in FORWARDED_REQUEST_HEADERS {
         if let Some(value) = request.headers().get(&name) {
             headers.insert(name, value.clone());

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use url::Url;
 
+use super::base_url::BaseUrl;
 use super::breaker::{BreakerConfig, BreakerObserver, BreakerState, CircuitBreaker, Permit};
 use super::byte_stream::ByteStream;
 use super::client::{CallContext, UpstreamClient, host_port};
@@ -62,14 +63,14 @@ pub struct HistoryMessage {
 #[derive(Clone)]
 pub struct OpenAiUpstream {
     /// Base URL (`/v1/...` is appended).
-    pub base: Url,
+    pub base: BaseUrl,
     /// Its breaker (`openai:<host:port>`).
     pub breaker: CircuitBreaker,
 }
 
 struct Inner {
     client: UpstreamClient,
-    base: Url,
+    base: BaseUrl,
     search: CircuitBreaker,
     generate: CircuitBreaker,
     chat: CircuitBreaker,
@@ -107,7 +108,7 @@ impl AiService {
         let mut openai = Vec::new();
         for url in std::iter::once(&base).chain(fallbacks) {
             openai.push(OpenAiUpstream {
-                base: url.clone(),
+                base: BaseUrl::new(url.clone()),
                 breaker: breaker(format!("openai:{}", host_port(url))),
             });
         }
@@ -119,7 +120,7 @@ impl AiService {
                 passthrough: breaker("passthrough".into()),
                 openai,
                 client,
-                base,
+                base: BaseUrl::new(base),
                 metrics,
             }),
         }
@@ -131,7 +132,7 @@ impl AiService {
     }
 
     /// The AI service's base URL.
-    pub fn base(&self) -> &Url {
+    pub fn base(&self) -> &BaseUrl {
         &self.inner.base
     }
 

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use http::header::{
     ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue, USER_AGENT,
 };
-use http::{HeaderMap, Method, Request, Response, Uri};
+use http::{HeaderMap, Method, Request, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use url::Url;
 
+use super::base_url::BaseUrl;
 use super::byte_stream::{ByteStream, StreamTimeouts};
 use super::error::{STATUS_BODY_LOG_LIMIT, UpstreamError};
 use super::transport::{RequestBody, Transport, empty_body, full_body};
@@ -139,7 +140,7 @@ impl UpstreamClient {
     /// `GET base + path`, expecting a 2xx JSON answer.
     pub async fn get_json<R: DeserializeOwned>(
         &self,
-        base: &Url,
+        base: &BaseUrl,
         path: &str,
         ctx: &CallContext,
     ) -> Result<R, UpstreamError> {
@@ -150,7 +151,7 @@ impl UpstreamClient {
     /// `POST base + path` with a JSON body, expecting a 2xx JSON answer.
     pub async fn post_json<T: Serialize + ?Sized, R: DeserializeOwned>(
         &self,
-        base: &Url,
+        base: &BaseUrl,
         path: &str,
         body: &T,
         ctx: &CallContext,
@@ -171,7 +172,7 @@ impl UpstreamClient {
     /// useful body). Returns the status.
     pub async fn post_for_status<T: Serialize + ?Sized>(
         &self,
-        base: &Url,
+        base: &BaseUrl,
         path: &str,
         body: &T,
         ctx: &CallContext,
@@ -193,7 +194,7 @@ impl UpstreamClient {
     /// Drop the stream to cancel the call.
     pub async fn post_stream<T: Serialize + ?Sized>(
         &self,
-        base: &Url,
+        base: &BaseUrl,
         path: &str,
         body: &T,
         ctx: &CallContext,
@@ -216,9 +217,10 @@ impl UpstreamClient {
         Ok(self.body_stream(response, started))
     }
 
-    /// Sends a request built by the caller (the passthrough proxy) with our headers and the
-    /// call timeout up to the response headers. Any status is returned as is; the body is
-    /// not read (see [`UpstreamClient::body_stream`]).
+    /// Sends a request built by the caller (the passthrough proxy, which also sets `Host` from
+    /// [`BaseUrl::host`]) with our headers and the call timeout up to the response headers.
+    /// Any status is returned as is; the body is not read (see
+    /// [`UpstreamClient::body_stream`]).
     ///
     /// `Authorization`, `X-Request-Id` and `X-User-Id` are replaced, so neither a browser's
     /// token nor a forged user id reaches the AI service. Hop-by-hop headers and cookies are
@@ -246,7 +248,7 @@ impl UpstreamClient {
     fn request(
         &self,
         method: Method,
-        base: &Url,
+        base: &BaseUrl,
         path: &str,
         body: Option<Bytes>,
         accept: &'static str,
@@ -255,8 +257,11 @@ impl UpstreamClient {
         let has_body = body.is_some();
         let mut request = Request::new(body.map_or_else(empty_body, full_body));
         *request.method_mut() = method;
-        *request.uri_mut() = endpoint(base, path)?;
+        *request.uri_mut() = base.endpoint(path)?;
         let headers = request.headers_mut();
+        if let Some(host) = base.host() {
+            headers.insert(HOST, host.clone());
+        }
         headers.insert(ACCEPT, HeaderValue::from_static(accept));
         if has_body {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -288,13 +293,8 @@ impl UpstreamClient {
 
     async fn execute(
         &self,
-        mut request: Request<RequestBody>,
+        request: Request<RequestBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        if !request.headers().contains_key(HOST)
-            && let Some(host) = host_header(request.uri())
-        {
-            request.headers_mut().insert(HOST, host);
-        }
         self.http
             .request(request)
             .await
@@ -326,44 +326,6 @@ impl UpstreamClient {
             .await
             .unwrap_or(Err(UpstreamError::Timeout(self.call_timeout)))
     }
-}
-
-/// `base` joined with `path_and_query`, keeping any path prefix of `base`
-/// (`http://h/prefix` + `/v1/models` → `http://h/prefix/v1/models`).
-///
-/// The path is taken as it is: not percent-encoded (a path that is not already a valid URI
-/// path is refused) and its dot segments not resolved, so a call goes exactly where its path
-/// says. Callers that take a path from outside refuse dot segments first (the passthrough).
-pub fn endpoint(base: &Url, path_and_query: &str) -> Result<Uri, UpstreamError> {
-    if base.cannot_be_a_base() {
-        return Err(UpstreamError::Request("invalid upstream URL"));
-    }
-    let origin = &base[..url::Position::BeforePath];
-    let prefix = base.path().trim_end_matches('/');
-    let separator = if path_and_query.starts_with('/') {
-        ""
-    } else {
-        "/"
-    };
-    Uri::try_from([origin, prefix, separator, path_and_query].concat())
-        .map_err(|_| UpstreamError::Request("invalid upstream URL"))
-}
-
-/// The `Host` header of a call to `uri`: `host`, with `:port` unless the scheme's default.
-/// Set here because hyper's pooled client otherwise `format!`s it on every call.
-fn host_header(uri: &Uri) -> Option<HeaderValue> {
-    let authority = uri.authority()?.as_str();
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-    let default_port = if uri.scheme_str() == Some("https") {
-        443
-    } else {
-        80
-    };
-    let value = match uri.port_u16() {
-        Some(port) if port != default_port => host_port,
-        _ => uri.host()?,
-    };
-    HeaderValue::from_str(value).ok()
 }
 
 /// `host:port` of an upstream, for metric labels and logs: never the scheme's credentials or
@@ -423,55 +385,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoint_keeps_the_base_path_prefix() {
-        let base = Url::parse("http://ai.internal:8090/prefix/").unwrap();
-        assert_eq!(
-            endpoint(&base, "/v1/models?x=1").unwrap().to_string(),
-            "http://ai.internal:8090/prefix/v1/models?x=1"
-        );
-        let bare = Url::parse("http://ai.internal:8090").unwrap();
-        assert_eq!(
-            endpoint(&bare, "api/ai/generate").unwrap().to_string(),
-            "http://ai.internal:8090/api/ai/generate"
-        );
-        let with_query = Url::parse("https://ai.internal/base?old=1#frag").unwrap();
-        assert_eq!(
-            endpoint(&with_query, "/api/search/x%20y?q=a%20b&k=")
-                .unwrap()
-                .to_string(),
-            "https://ai.internal/base/api/search/x%20y?q=a%20b&k="
-        );
-        assert_eq!(
-            endpoint(&with_query, "/v1/models").unwrap().to_string(),
-            "https://ai.internal/base/v1/models"
-        );
-    }
-
-    #[test]
-    fn the_host_header_never_carries_credentials_or_a_default_port() {
-        let host = |uri: &str| host_header(&uri.parse().unwrap()).unwrap();
-        assert_eq!(host("http://ai.internal:8080/x"), "ai.internal:8080");
-        assert_eq!(
-            host("http://user:pw@ai.internal:8080/x"),
-            "ai.internal:8080"
-        );
-        assert_eq!(host("http://ai.internal:80/x"), "ai.internal");
-        assert_eq!(host("https://user@ai.internal/x"), "ai.internal");
-        assert_eq!(host("https://[::1]:8443/"), "[::1]:8443");
-    }
-
-    #[test]
-    fn endpoint_takes_the_path_as_it_is() {
-        let base = Url::parse("http://ai.internal:8090/prefix").unwrap();
-        assert_eq!(
-            endpoint(&base, "/a/../b").unwrap().to_string(),
-            "http://ai.internal:8090/prefix/a/../b",
-            "dot segments are not resolved into another path"
-        );
-        assert!(endpoint(&base, "/x y").is_err(), "not a URI path");
-    }
-
-    #[test]
     fn host_port_never_shows_credentials_or_path() {
         let url = Url::parse("https://user:pw@api.example.com/v1?key=k").unwrap();
         assert_eq!(host_port(&url), "api.example.com:443");
@@ -494,14 +407,14 @@ mod tests {
         fn assert_send<T: Send>(_: T) {}
         let config = UpstreamConfig::new("k", Duration::from_secs(1), Duration::from_secs(1));
         let client = UpstreamClient::new(config).unwrap();
-        let base = Url::parse("http://127.0.0.1:9").unwrap();
+        let base = BaseUrl::new(Url::parse("http://127.0.0.1:9").unwrap());
         let (body, ctx) = (serde_json::json!({}), CallContext::default());
         assert_send(client.get_json::<serde_json::Value>(&base, "/", &ctx));
         assert_send(client.post_json::<_, serde_json::Value>(&base, "/", &body, &ctx));
         assert_send(client.post_for_status(&base, "/", &body, &ctx));
         assert_send(client.post_stream(&base, "/", &body, &ctx));
         let mut request = Request::new(empty_body());
-        *request.uri_mut() = endpoint(&base, "/").unwrap();
+        *request.uri_mut() = base.endpoint("/").unwrap();
         assert_send(client.send(request, &ctx));
     }
 

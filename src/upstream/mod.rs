@@ -12,6 +12,7 @@
 //! ```
 
 pub mod ai_service;
+pub mod base_url;
 pub mod breaker;
 pub mod byte_stream;
 pub mod client;
@@ -21,9 +22,10 @@ pub mod sse;
 pub mod transport;
 
 pub use ai_service::{AiService, HistoryMessage, OpenAiUpstream, Passage, PassageQuery, Passages};
+pub use base_url::BaseUrl;
 pub use breaker::{BreakerConfig, BreakerObserver, BreakerState, CircuitBreaker, Permit, Rejected};
 pub use byte_stream::{ByteStream, StreamTimeouts};
-pub use client::{CallContext, UpstreamClient, UpstreamConfig, endpoint, host_port};
+pub use client::{CallContext, UpstreamClient, UpstreamConfig, host_port};
 pub use error::UpstreamError;
 pub use retry::{CallError, RetryPolicy, guarded, record_outcome, retry};
 pub use sse::{SseEvent, SseLimits, sse_events};

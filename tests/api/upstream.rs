@@ -15,8 +15,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sluice::upstream::{
-    BreakerConfig, CallContext, CallError, CircuitBreaker, RetryPolicy, SseLimits, UpstreamClient,
-    UpstreamConfig, UpstreamError, retry, sse_events,
+    BaseUrl, BreakerConfig, CallContext, CallError, CircuitBreaker, RetryPolicy, SseLimits,
+    UpstreamClient, UpstreamConfig, UpstreamError, retry, sse_events,
 };
 use tokio::sync::oneshot;
 use tokio::time::{Instant, timeout};
@@ -28,11 +28,11 @@ const IDLE_TIMEOUT: Duration = Duration::from_millis(300);
 /// Upper bound for any single test step, so a bug hangs nothing.
 const TEST_LIMIT: Duration = Duration::from_secs(10);
 
-async fn spawn(router: Router) -> Url {
+async fn spawn(router: Router) -> BaseUrl {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    Url::parse(&format!("http://{addr}")).unwrap()
+    BaseUrl::new(Url::parse(&format!("http://{addr}")).unwrap())
 }
 
 fn client() -> UpstreamClient {
@@ -123,7 +123,7 @@ async fn passthrough_replaces_browser_credentials_and_forged_ids() {
         }),
     ))
     .await;
-    let url = sluice::upstream::endpoint(&base, "/api/search/x?q=1").unwrap();
+    let url = base.endpoint("/api/search/x?q=1").unwrap();
     let mut request = http::Request::new(sluice::upstream::transport::empty_body());
     *request.uri_mut() = url;
     let headers = request.headers_mut();
@@ -220,7 +220,8 @@ async fn a_refused_connection_is_a_connect_error_that_never_shows_credentials() 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let base = Url::parse(&format!("http://admin:hunter2@127.0.0.1:{port}/")).unwrap();
+    let base =
+        BaseUrl::new(Url::parse(&format!("http://admin:hunter2@127.0.0.1:{port}/")).unwrap());
     let err = client()
         .get_json::<Value>(&base, "/v1/models?key=qwerty", &ctx())
         .await
