@@ -10,6 +10,8 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+
+use foldhash::fast::RandomState;
 use std::time::{Duration, Instant};
 
 use super::claims::Claims;
@@ -40,7 +42,10 @@ struct Entry {
 /// The verified tokens of this process.
 pub struct VerifiedTokens {
     leeway_secs: u64,
-    entries: Mutex<HashMap<Box<str>, Entry>>,
+    /// Keyed with foldhash rather than SipHash, which took about 1 % of a proxied call to
+    /// hash the whole token. Only verified tokens are ever kept, so a client cannot fill the
+    /// map with keys of its choosing; the hasher is still randomly seeded.
+    entries: Mutex<HashMap<Box<str>, Entry, RandomState>>,
 }
 
 impl VerifiedTokens {
@@ -48,7 +53,7 @@ impl VerifiedTokens {
     pub fn new(leeway_secs: u64) -> Self {
         Self {
             leeway_secs,
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(HashMap::default()),
         }
     }
 

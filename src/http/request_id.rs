@@ -11,7 +11,8 @@ tokio::task_local! {
 /// Header carrying the request id in and out, and on to the AI service.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-const REQUEST_ID_NAME: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
+/// [`REQUEST_ID_HEADER`] as a header name: a lookup by `&str` parses the name on every call.
+pub const REQUEST_ID_NAME: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
 
 /// The current request's id, or `None` outside a request.
 ///

@@ -16,7 +16,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
-use super::request_id::{self, REQUEST_ID_HEADER};
+use super::request_id::{self, REQUEST_ID_HEADER, REQUEST_ID_NAME};
 use crate::error::{ApiError, ErrorCode};
 
 /// Largest accepted request body.
@@ -91,7 +91,7 @@ impl<T> App for T where
 fn make_span(request: &Request) -> tracing::Span {
     let request_id = request
         .headers()
-        .get(REQUEST_ID_HEADER)
+        .get(REQUEST_ID_NAME)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     tracing::info_span!(

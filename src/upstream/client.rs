@@ -273,20 +273,27 @@ impl UpstreamClient {
     fn apply_context(&self, headers: &mut HeaderMap, ctx: &CallContext) {
         headers.insert(AUTHORIZATION, self.authorization.clone());
         headers.insert(USER_AGENT, SLUICE_USER_AGENT);
-        headers.remove(&X_REQUEST_ID);
-        headers.remove(&X_USER_ID);
+        // `insert` replaces every value the caller's headers had; what is not inserted is
+        // removed.
         match HeaderValue::try_from(ctx.request_id.as_str()) {
             Ok(value) => {
                 headers.insert(X_REQUEST_ID, value);
             }
-            Err(_) => tracing::warn!("request id is not a valid header value; not forwarded"),
+            Err(_) => {
+                headers.remove(&X_REQUEST_ID);
+                tracing::warn!("request id is not a valid header value; not forwarded");
+            }
         }
-        if let Some(user_id) = &ctx.user_id {
-            match HeaderValue::try_from(user_id.as_str()) {
-                Ok(value) => {
-                    headers.insert(X_USER_ID, value);
-                }
-                Err(_) => tracing::warn!("user id is not a valid header value; not forwarded"),
+        match ctx.user_id.as_deref().map(HeaderValue::try_from) {
+            Some(Ok(value)) => {
+                headers.insert(X_USER_ID, value);
+            }
+            Some(Err(_)) => {
+                headers.remove(&X_USER_ID);
+                tracing::warn!("user id is not a valid header value; not forwarded");
+            }
+            None => {
+                headers.remove(&X_USER_ID);
             }
         }
     }
