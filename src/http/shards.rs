@@ -13,15 +13,28 @@
 //!
 //! Everything else (the database pool, Redis, the progress fan-out, background jobs) stays on
 //! the main runtime; tokio's channels, timers and sockets work across runtimes.
+//!
+//! Each thread also keeps a [`PACEMAKER`] timer armed. tokio wakes its own event loop (an
+//! `eventfd` write, then an extra `epoll_wait` turn) whenever a new timer is due before every
+//! timer it knew of when it last went to sleep, which for an idle-between-requests loop is
+//! every request's deadline: measured 0.3 such writes per proxied call at saturation and 0.7
+//! at 5,000 calls/s. With a timer never more than a second away, deadlines of a second or
+//! more (the edge's 30 s, the upstream call timeout) never come first, at the price of one
+//! wake-up a second per idle thread.
 
 use std::future::Future;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
+use std::time::Duration;
 
 use tokio::runtime::{Builder, Handle};
 use tokio::sync::oneshot;
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
+
+/// How far ahead each event-loop thread keeps a timer armed (see the module docs).
+const PACEMAKER: Duration = Duration::from_secs(1);
 
 /// The event-loop threads. Dropping it tells them to exit without waiting; [`Shards::stop`]
 /// also waits until they have.
@@ -51,7 +64,12 @@ impl Shards {
                 .spawn(move || {
                     // Runs spawned connections until told to exit; the runtime (and any
                     // connection still on it) is dropped on this thread.
-                    runtime.block_on(exit.cancelled());
+                    runtime.block_on(async {
+                        tokio::select! {
+                            () = exit.cancelled() => {}
+                            () = pacemaker() => {}
+                        }
+                    });
                     drop(runtime);
                     let _ = done.send(());
                 })?;
@@ -90,6 +108,15 @@ impl Shards {
         for exited in std::mem::take(&mut self.exited) {
             let _ = exited.await;
         }
+    }
+}
+
+/// Keeps a timer at most [`PACEMAKER`] ahead on the current runtime, forever.
+async fn pacemaker() {
+    let mut beat = tokio::time::interval(PACEMAKER);
+    beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        beat.tick().await;
     }
 }
 

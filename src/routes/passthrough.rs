@@ -254,23 +254,24 @@ async fn upstream_body(request: Request) -> Result<RequestBody, ApiError> {
 
 /// Response headers minus hop-by-hop ones and cookies (the AI service never sets ours).
 fn safe_response_headers(upstream: &HeaderMap) -> HeaderMap {
-    const DROPPED: [&str; 10] = [
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "set-cookie",
-        "server",
+    // Names, not strings: comparing two standard header names compares a tag.
+    const DROPPED: [HeaderName; 10] = [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::SET_COOKIE,
+        header::SERVER,
     ];
     // Room for what the gateway's layers add (request id, security and rate-limit headers),
     // so the map is never reallocated.
     let mut out = HeaderMap::with_capacity(upstream.len() + 8);
     for (name, value) in upstream {
-        if !DROPPED.contains(&name.as_str()) {
+        if !DROPPED.contains(name) {
             out.append(name.clone(), value.clone());
         }
     }
@@ -299,6 +300,35 @@ fn cached_response(entry: Bytes) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_cookies_and_server_are_not_relayed() {
+        let mut upstream = HeaderMap::new();
+        for (name, value) in [
+            ("content-type", "application/json"),
+            ("etag", "\"v1\""),
+            ("x-custom", "kept"),
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-authenticate", "Basic"),
+            ("te", "trailers"),
+            ("trailer", "x-sum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+            ("server", "ai/1.0"),
+        ] {
+            upstream.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let relayed = safe_response_headers(&upstream);
+        let mut names: Vec<&str> = relayed.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["content-type", "etag", "x-custom"]);
+    }
 
     #[test]
     fn only_paths_that_mean_themselves_are_forwarded() {
