@@ -3,6 +3,7 @@
 pub mod bearer;
 pub mod call_context;
 pub mod client_ip;
+pub mod compression;
 pub mod extract;
 pub mod metrics_layer;
 pub mod rate_limit;

@@ -16,6 +16,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
+use super::compression::CompressionWhenAsked;
 use super::request_id::{self, REQUEST_ID_HEADER, REQUEST_ID_NAME};
 use crate::error::{ApiError, ErrorCode};
 
@@ -58,9 +59,12 @@ pub fn apply(router: Router, cors_origins: &[String]) -> impl App + use<> {
         // 4. CORS for the configured origins only; same-origin (the default) needs none, nor
         //    the `Vary` headers the layer would add to every response.
         .option_layer((!cors_origins.is_empty()).then(|| cors(cors_origins)))
-        // 5. Compression, never for event streams (they must flush event by event): the
-        //    default predicate already leaves out `text/event-stream`, gRPC and images.
-        .layer(CompressionLayer::new().compress_when(DefaultPredicate::new()))
+        // 5. Compression for clients that accept it, never for event streams (they must
+        //    flush event by event): the default predicate already leaves out
+        //    `text/event-stream`, gRPC and images.
+        .layer(CompressionWhenAsked::new(
+            CompressionLayer::new().compress_when(DefaultPredicate::new()),
+        ))
         // 6. Bodies over 1 MiB are refused by the extractors with 413.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .service(router);
@@ -291,6 +295,28 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(response.headers()["content-encoding"], "gzip");
+        let vary: Vec<_> = response.headers().get_all("vary").iter().collect();
+        assert!(vary.iter().any(|v| *v == "accept-encoding"), "{vary:?}");
+    }
+
+    #[tokio::test]
+    async fn clients_that_accept_no_encoding_get_the_body_as_it_is() {
+        let response = app()
+            .oneshot(Request::get("/big").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert!(response.headers().get("content-encoding").is_none());
+        let vary: Vec<_> = response.headers().get_all("vary").iter().collect();
+        assert!(
+            !vary
+                .iter()
+                .any(|v| v.as_bytes().starts_with(b"accept-encoding")),
+            "{vary:?}"
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        assert_eq!(body, "x".repeat(4096));
     }
 
     #[tokio::test]
