@@ -2,6 +2,7 @@
 //! expected.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -55,14 +56,17 @@ uuid_id!(
 );
 
 /// The authenticated user: the JWT `sub`, opaque to sluice.
+///
+/// Shared rather than owned: every request of a user carries it (from the verified-token
+/// cache to the handler), and a clone is then a count, not a copy.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct UserId(String);
+pub struct UserId(Arc<str>);
 
 impl UserId {
     /// Wraps a `sub` claim.
-    pub fn new(sub: impl Into<String>) -> Self {
-        Self(sub.into())
+    pub fn new(sub: impl AsRef<str>) -> Self {
+        Self(Arc::from(sub.as_ref()))
     }
 
     /// The raw `sub`.

@@ -8,7 +8,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 
 use super::claims::Claims;
 use super::jwks::JwksCache;
-use super::verified::{Cached, VerifiedTokens};
+use super::verified::{Cached, Verified, VerifiedTokens};
 use crate::config::{ConfigError, JwtSettings};
 
 /// Why a token was refused. The variants are for logs and metrics; clients only learn
@@ -116,20 +116,20 @@ impl Authenticator {
 
     /// Verifies a token and returns its claims; a token verified within the last minute is
     /// only checked for expiry (see [`super::verified`]).
-    pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+    pub async fn verify(&self, token: &str) -> Result<Verified, AuthError> {
         let now = Instant::now();
         match self
             .inner
             .verified
             .get(token, now, jsonwebtoken::get_current_timestamp())
         {
-            Cached::Valid(claims) => return Ok(claims),
+            Cached::Valid(verified) => return Ok(verified),
             Cached::Expired => return Err(AuthError::Expired),
             Cached::Unknown => {}
         }
-        let claims = self.verify_fully(token).await?;
-        self.inner.verified.insert(token, claims.clone(), now);
-        Ok(claims)
+        let verified = Verified::new(self.verify_fully(token).await?);
+        self.inner.verified.insert(token, verified.clone(), now);
+        Ok(verified)
     }
 
     async fn verify_fully(&self, token: &str) -> Result<Claims, AuthError> {
@@ -194,7 +194,7 @@ mod tests {
         assert_eq!(auth.inner.verified.len(), 0, "refused tokens are not kept");
         auth.verify(&token).await.unwrap();
         assert_eq!(auth.inner.verified.len(), 1, "the verified token is kept");
-        assert_eq!(auth.verify(&token).await.unwrap().sub, "bob");
+        assert_eq!(auth.verify(&token).await.unwrap().user.as_str(), "bob");
         assert_eq!(auth.inner.verified.len(), 1);
     }
 
@@ -205,9 +205,9 @@ mod tests {
         let token = minter
             .mint("alice", None, Duration::from_secs(600))
             .unwrap();
-        assert_eq!(auth.verify(&token).await.unwrap().sub, "alice");
+        assert_eq!(auth.verify(&token).await.unwrap().user.as_str(), "alice");
         assert_eq!(
-            auth.verify(&token).await.unwrap().sub,
+            auth.verify(&token).await.unwrap().user.as_str(),
             "alice",
             "from the cache"
         );

@@ -1,5 +1,6 @@
 //! The authentication middleware and the `AuthUser` extractor.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
@@ -31,7 +32,7 @@ pub struct AuthUser {
     /// The user id (`sub`).
     pub id: UserId,
     /// All verified claims.
-    pub claims: Claims,
+    pub claims: Arc<Claims>,
     /// Where the token came from.
     pub source: TokenSource,
 }
@@ -54,18 +55,18 @@ pub async fn authenticate(
     headers: &HeaderMap,
 ) -> Result<AuthUser, ApiError> {
     let (token, source) = match bearer_token(headers) {
-        Some(Ok(token)) => (token.to_string(), TokenSource::Header),
+        Some(Ok(token)) => (Cow::Borrowed(token), TokenSource::Header),
         Some(Err(())) => return Err(ApiError::unauthorized("expected a Bearer token")),
         None => {
             let jar = CookieJar::from_headers(headers);
             let token = jar
                 .get(&state.cookie_name[..])
-                .map(|c| c.value().to_string())
+                .map(|c| c.value().to_owned())
                 .ok_or_else(|| ApiError::from(AuthError::Missing))?;
-            (token, TokenSource::Cookie)
+            (Cow::Owned(token), TokenSource::Cookie)
         }
     };
-    let claims = state.authenticator.verify(&token).await.map_err(|err| {
+    let verified = state.authenticator.verify(&token).await.map_err(|err| {
         tracing::debug!(reason = %err, "token rejected");
         ApiError::from(err)
     })?;
@@ -76,8 +77,8 @@ pub async fn authenticate(
         ));
     }
     Ok(AuthUser {
-        id: UserId::new(claims.sub.clone()),
-        claims,
+        id: verified.user,
+        claims: verified.claims,
         source,
     })
 }

@@ -14,3 +14,4 @@ pub use csrf::OriginPolicy;
 pub use keys::{AuthError, Authenticator};
 pub use middleware::{AuthState, AuthUser, TokenSource, authenticate};
 pub use mint::TokenMinter;
+pub use verified::Verified;

@@ -9,12 +9,13 @@
 //! are never kept.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use foldhash::fast::RandomState;
 use std::time::{Duration, Instant};
 
 use super::claims::Claims;
+use crate::ids::UserId;
 
 /// How long a verification is trusted before the token is verified again.
 pub const RECHECK_AFTER: Duration = Duration::from_secs(60);
@@ -23,11 +24,30 @@ pub const RECHECK_AFTER: Duration = Duration::from_secs(60);
 /// that is not enough (the next request of each client verifies again).
 const CAPACITY: usize = 10_000;
 
+/// A verified token's user and claims, shared by every request that presents the token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    /// The user (`sub`).
+    pub user: UserId,
+    /// All its claims.
+    pub claims: Arc<Claims>,
+}
+
+impl Verified {
+    /// Claims that passed verification.
+    pub fn new(claims: Claims) -> Self {
+        Self {
+            user: UserId::new(claims.sub.as_str()),
+            claims: Arc::new(claims),
+        }
+    }
+}
+
 /// What a lookup found.
 #[derive(Debug, PartialEq)]
 pub enum Cached {
     /// Verified within [`RECHECK_AFTER`] and not expired.
-    Valid(Claims),
+    Valid(Verified),
     /// Verified, but its `exp` (plus the leeway) has passed since.
     Expired,
     /// Not kept, or kept too long: verify it.
@@ -35,7 +55,7 @@ pub enum Cached {
 }
 
 struct Entry {
-    claims: Claims,
+    verified: Verified,
     verified_at: Instant,
 }
 
@@ -67,15 +87,15 @@ impl VerifiedTokens {
             entries.remove(token);
             return Cached::Unknown;
         }
-        if entry.claims.exp.saturating_add(self.leeway_secs) < unix_now {
+        if entry.verified.claims.exp.saturating_add(self.leeway_secs) < unix_now {
             entries.remove(token);
             return Cached::Expired;
         }
-        Cached::Valid(entry.claims.clone())
+        Cached::Valid(entry.verified.clone())
     }
 
-    /// Keeps `claims`, just verified from `token` at `now`.
-    pub fn insert(&self, token: &str, claims: Claims, now: Instant) {
+    /// Keeps `verified`, just verified from `token` at `now`.
+    pub fn insert(&self, token: &str, verified: Verified, now: Instant) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= CAPACITY {
             entries.retain(|_, e| now.saturating_duration_since(e.verified_at) < RECHECK_AFTER);
@@ -86,7 +106,7 @@ impl VerifiedTokens {
         entries.insert(
             token.into(),
             Entry {
-                claims,
+                verified,
                 verified_at: now,
             },
         );
@@ -103,8 +123,8 @@ impl VerifiedTokens {
 mod tests {
     use super::*;
 
-    fn claims(exp: u64) -> Claims {
-        Claims {
+    fn claims(exp: u64) -> Verified {
+        Verified::new(Claims {
             sub: "alice".into(),
             exp,
             iat: None,
@@ -112,7 +132,7 @@ mod tests {
             iss: None,
             aud: None,
             name: None,
-        }
+        })
     }
 
     #[test]

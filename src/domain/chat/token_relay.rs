@@ -238,7 +238,7 @@ mod tests {
             metrics.clone(),
         );
         let chat = Chat::new(store, ai, metrics, tokio_util::task::TaskTracker::new());
-        let owner = crate::ids::UserId::new("someone".to_owned());
+        let owner = crate::ids::UserId::new("someone");
         let slot = crate::limits::StreamSlots::new(1).acquire(&owner).unwrap();
         let turn = ChatTurn {
             owner,
