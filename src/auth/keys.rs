@@ -114,8 +114,8 @@ impl Authenticator {
         })
     }
 
-    /// Verifies a token and returns its claims; a token verified within the last minute is
-    /// only checked for expiry (see [`super::verified`]).
+    /// Verifies a token and returns its user and claims; a token verified within the last
+    /// minute is only checked for expiry (see [`super::verified`]).
     pub async fn verify(&self, token: &str) -> Result<Verified, AuthError> {
         let now = Instant::now();
         match self

@@ -10,9 +10,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use foldhash::fast::RandomState;
-use std::time::{Duration, Instant};
 
 use super::claims::Claims;
 use crate::ids::UserId;
