@@ -120,14 +120,12 @@ async fn forward(
         ApiError::from(CallError::Rejected(rejected))
     })?;
 
-    let uri = ai
-        .base()
-        .endpoint(path_and_query)
-        .map_err(ApiError::internal)?;
+    let base = ai.base();
+    let uri = base.endpoint(path_and_query).map_err(ApiError::internal)?;
     // Room for the five headers added on the way (`Host`, key, user agent, request and user
     // ids), so the map is never reallocated.
     let mut headers = HeaderMap::with_capacity(FORWARDED_REQUEST_HEADERS.len() + 5);
-    if let Some(host) = ai.base().host() {
+    if let Some(host) = base.host() {
         headers.insert(header::HOST, host.clone());
     }
     for name in FORWARDED_REQUEST_HEADERS {

@@ -112,12 +112,6 @@ impl fmt::Debug for BaseUrl {
     }
 }
 
-impl From<Url> for BaseUrl {
-    fn from(url: Url) -> Self {
-        Self::new(url)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
