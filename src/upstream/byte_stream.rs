@@ -100,21 +100,26 @@ impl Stream for ByteStream {
         let timer = this
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if timer.deadline() != deadline {
+        // The deadline moves with every chunk, but the timer only when it must fire earlier
+        // (the first idle deadline can come before the first-byte one). A timer that fires
+        // before the deadline is moved to it then: once per idle interval, rather than a
+        // timer-wheel removal and insertion per token.
+        if timer.deadline() > deadline {
             timer.as_mut().reset(deadline);
         }
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => {
+        while timer.as_mut().poll(cx).is_ready() {
+            if deadline <= Instant::now() {
                 let err = if this.started {
                     UpstreamError::IdleTimeout(this.timeouts.idle)
                 } else {
                     UpstreamError::Timeout(this.timeouts.first_byte)
                 };
                 this.finish();
-                Poll::Ready(Some(Err(err)))
+                return Poll::Ready(Some(Err(err)));
             }
-            Poll::Pending => Poll::Pending,
+            timer.as_mut().reset(deadline);
         }
+        Poll::Pending
     }
 }
 
@@ -132,7 +137,7 @@ impl std::fmt::Debug for ByteStream {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use futures_util::StreamExt;
+    use futures_util::{FutureExt, StreamExt};
 
     use super::*;
 
@@ -203,6 +208,34 @@ mod tests {
         assert!(body.next().await.is_some_and(|chunk| chunk.is_ok()));
         assert!(body.next().await.is_none());
         assert!(body.timer.is_none(), "no wait, no timer");
+    }
+
+    /// The timer is not moved per chunk: a stream that keeps moving keeps the deadline it
+    /// was armed with until that passes, and is then given the idle budget from its last
+    /// chunk (the earlier tests check that this cuts exactly the streams it should).
+    #[tokio::test(start_paused = true)]
+    async fn the_timer_moves_only_when_it_fires() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let started = Instant::now();
+        let rx = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
+        let mut body = ByteStream::new(rx, started, TIMEOUTS);
+        assert!(body.next().now_or_never().is_none(), "waiting");
+        let armed = body.timer.as_ref().unwrap().deadline();
+        assert_eq!(armed, started + TIMEOUTS.first_byte);
+        for _ in 0..3 {
+            tokio::time::advance(Duration::from_millis(10)).await;
+            tx.send(Ok(Bytes::from_static(b"x"))).unwrap();
+            assert!(body.next().await.is_some_and(|chunk| chunk.is_ok()));
+            assert!(body.next().now_or_never().is_none(), "waiting");
+            assert_eq!(body.timer.as_ref().unwrap().deadline(), armed);
+        }
+        // Past the armed deadline, well inside the idle budget: moved, not fired.
+        tokio::time::advance(TIMEOUTS.first_byte).await;
+        assert!(body.next().now_or_never().is_none(), "still waiting");
+        assert_eq!(
+            body.timer.as_ref().unwrap().deadline(),
+            started + Duration::from_millis(30) + TIMEOUTS.idle
+        );
     }
 
     #[tokio::test(start_paused = true)]
