@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use super::transport::BoxError;
+use super::transport::{BoxError, TransportError};
 
 /// How many bytes of an error response body are kept for the logs.
 pub(crate) const STATUS_BODY_LOG_LIMIT: usize = 1024;
@@ -100,12 +100,11 @@ impl UpstreamError {
         }
     }
 
-    /// Sorts an error of hyper's client (no response head) into our variants.
-    pub(crate) fn from_client(err: hyper_util::client::legacy::Error) -> Self {
-        if err.is_connect() {
-            Self::Connect(Box::new(err))
-        } else {
-            Self::Stream(Some(Box::new(err)))
+    /// Sorts an error of the transport (no response head) into our variants.
+    pub(crate) fn from_client(err: TransportError) -> Self {
+        match err {
+            TransportError::Connect(_) | TransportError::BadUrl => Self::Connect(Box::new(err)),
+            TransportError::Request(_) => Self::Stream(Some(Box::new(err))),
         }
     }
 

@@ -1,5 +1,5 @@
-//! The connections under every upstream call: hyper's pooled HTTP/1.1 client, over TLS for
-//! `https` URLs.
+//! The connections under every upstream call: hyper's HTTP/1.1 client connections, over TLS
+//! for `https` URLs, kept idle per thread between calls ([`super::pool`]).
 //!
 //! hyper's client directly rather than through reqwest, for what was measured with thousands
 //! of open answers: reqwest cannot size a connection's read buffer, so every upstream
@@ -13,15 +13,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Request;
-use http::uri::Scheme;
+use http::header::HOST;
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::{Client, ResponseFuture};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioExecutor;
 use thread_local::ThreadLocal;
+use tower::ServiceExt;
+
+use super::pool::{IdleConnections, Origin};
 
 /// Any error a request body can end with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -34,7 +39,7 @@ pub type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
 /// buffer that starts at 8 KiB, kept for as long as the connection (an open answer) lives.
 pub const READ_BUFFER_BYTES: usize = 4096;
 
-/// Idle pooled connections are closed after this long (reqwest's default, kept).
+/// Idle connections are closed after this long (reqwest's default, kept).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A request body of known bytes (sent with `Content-Length`).
@@ -49,65 +54,169 @@ pub fn empty_body() -> RequestBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
-/// Connection pools kept per thread, so that a call made on one of the gateway's event-loop
+/// Why a request got no response head.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// No connection could be made (refused, unreachable, TLS, or the connect timeout).
+    #[error("connecting to the upstream failed")]
+    Connect(#[source] BoxError),
+    /// The connection failed while the request was sent or its response head read.
+    #[error("the upstream connection failed")]
+    Request(#[source] hyper::Error),
+    /// The URL names no `http` or `https` origin.
+    #[error("the upstream URL is not an absolute http(s) URL")]
+    BadUrl,
+}
+
+/// Connections kept per thread, so that a call made on one of the gateway's event-loop
 /// threads ([`crate::http::shards`]) reuses connections driven by that same thread instead of
 /// waking another one at every step. Cheap to clone; clones share the pools.
 #[derive(Clone)]
 pub struct Transport {
-    connect_timeout: Duration,
-    pools: Arc<ThreadLocal<Pools>>,
+    inner: Arc<Inner>,
 }
 
-/// Two pools, one per scheme, so that a plain connection is not sized for TLS.
-struct Pools {
-    plain: Client<HttpConnector, RequestBody>,
-    tls: Client<HttpsConnector<HttpConnector>, RequestBody>,
+struct Inner {
+    plain: HttpConnector,
+    tls: HttpsConnector<HttpConnector>,
+    http1: http1::Builder,
+    idle: ThreadLocal<IdleConnections>,
 }
 
 impl Transport {
-    /// Pools whose connection attempts give up after `connect_timeout`.
+    /// Connection attempts give up after `connect_timeout`.
     pub fn new(connect_timeout: Duration) -> Self {
-        Self {
-            connect_timeout,
-            pools: Arc::new(ThreadLocal::new()),
-        }
-    }
-
-    /// Sends `request` on a pooled connection of its scheme. Redirects are not followed: the
-    /// AI service has no reason to send one, and following it could carry the API key away.
-    pub fn request(&self, request: Request<RequestBody>) -> ResponseFuture {
-        let pools = self.pools.get_or(|| Pools::new(self.connect_timeout));
-        if request.uri().scheme() == Some(&Scheme::HTTPS) {
-            pools.tls.request(request)
-        } else {
-            pools.plain.request(request)
-        }
-    }
-}
-
-impl Pools {
-    fn new(connect_timeout: Duration) -> Self {
-        let mut tcp = HttpConnector::new();
-        tcp.set_connect_timeout(Some(connect_timeout));
+        let mut plain = HttpConnector::new();
+        plain.set_connect_timeout(Some(connect_timeout));
         // Without it a request written as head then body waits for the peer's delayed ACK.
-        tcp.set_nodelay(true);
-        let mut tls_tcp = tcp.clone();
+        plain.set_nodelay(true);
+        let mut tls_tcp = plain.clone();
         tls_tcp.enforce_http(false);
         let tls = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             .https_only()
             .enable_http1()
             .wrap_connector(tls_tcp);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .http1_read_buf_exact_size(READ_BUFFER_BYTES);
+        let mut http1 = http1::Builder::new();
+        http1.read_buf_exact_size(Some(READ_BUFFER_BYTES));
         Self {
-            plain: builder.build(tcp),
-            tls: builder.build(tls),
+            inner: Arc::new(Inner {
+                plain,
+                tls,
+                http1,
+                idle: ThreadLocal::new(),
+            }),
         }
     }
+
+    /// Sends `request` (an absolute URL) on an idle connection to its origin, or on a new
+    /// one. `Host` is set from the URL unless the caller set it. Redirects are not followed:
+    /// the AI service has no reason to send one, and following it could carry the API key
+    /// away.
+    ///
+    /// A request that an idle connection could not take (the upstream closed it meanwhile)
+    /// is sent again on a new connection; one that was sent is never sent twice.
+    pub async fn request(
+        &self,
+        mut request: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, TransportError> {
+        let origin = Origin::of(request.uri()).ok_or(TransportError::BadUrl)?;
+        to_origin_form(&mut request, &origin)?;
+        loop {
+            // Looked up each time, never held across an await: on a multi-threaded runtime
+            // the call may continue on another thread, with that thread's connections.
+            let taken = self.idle().take(&origin);
+            let (mut sender, reused) = match taken {
+                Some(sender) => (sender, true),
+                // Boxed: connecting (TLS included) is a large future, and held inline it
+                // would make every call's future, moved through each layer, that large too.
+                None => (Box::pin(self.connect(&origin)).await?, false),
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    self.release(origin, sender);
+                    return Ok(response);
+                }
+                Err(mut err) => match err.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(TransportError::Request(err.into_error())),
+                },
+            }
+        }
+    }
+
+    fn idle(&self) -> &IdleConnections {
+        self.inner
+            .idle
+            .get_or(|| IdleConnections::new(POOL_IDLE_TIMEOUT))
+    }
+
+    /// Back to the idle connections once the response's body is read: at once when it is
+    /// already (a JSON answer read with its head), else by a task that waits for it (a
+    /// stream), as hyper-util's pool did.
+    fn release(&self, origin: Origin, mut sender: SendRequest<RequestBody>) {
+        if sender.is_ready() {
+            self.idle().put(origin, sender);
+            return;
+        }
+        let transport = self.clone();
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                transport.idle().put(origin, sender);
+            }
+        });
+    }
+
+    async fn connect(&self, origin: &Origin) -> Result<SendRequest<RequestBody>, TransportError> {
+        let url = origin.url();
+        let inner = &self.inner;
+        if origin.tls {
+            let io = inner.tls.clone().oneshot(url).await;
+            handshake(&inner.http1, io.map_err(TransportError::Connect)?).await
+        } else {
+            let io = inner.plain.clone().oneshot(url).await;
+            let io = io.map_err(|err| TransportError::Connect(err.into()))?;
+            handshake(&inner.http1, io).await
+        }
+    }
+}
+
+/// An HTTP/1.1 connection over `io`, driven by a task of its own on the current runtime.
+async fn handshake<T>(
+    builder: &http1::Builder,
+    io: T,
+) -> Result<SendRequest<RequestBody>, TransportError>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, connection) = builder
+        .handshake(io)
+        .await
+        .map_err(|err| TransportError::Connect(err.into()))?;
+    hyper::rt::Executor::execute(&TokioExecutor::new(), async move {
+        // The error is the request's to report (its response or body fails with it).
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// HTTP/1.1 requests name only the path; the host goes in `Host`.
+fn to_origin_form(
+    request: &mut Request<RequestBody>,
+    origin: &Origin,
+) -> Result<(), TransportError> {
+    if !request.headers().contains_key(HOST) {
+        let host =
+            HeaderValue::from_str(origin.authority.as_str()).map_err(|_| TransportError::BadUrl)?;
+        request.headers_mut().insert(HOST, host);
+    }
+    let path = request
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *request.uri_mut() = Uri::from(path);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -128,7 +237,8 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let mut request = Request::new(empty_body());
         *request.uri_mut() = format!("{scheme}://127.0.0.1:{port}/x").parse().unwrap();
-        let call = tokio::spawn(Transport::new(Duration::from_secs(2)).request(request));
+        let transport = Transport::new(Duration::from_secs(2));
+        let call = tokio::spawn(async move { transport.request(request).await });
         let accepted = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
         let (mut socket, _) = accepted.expect("the transport connected").unwrap();
         let mut first = [0u8; 4];
@@ -209,6 +319,105 @@ mod tests {
         second.join().unwrap();
         first.join().unwrap();
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    /// A streamed answer holds its connection until its body is read; then the connection
+    /// goes back to the thread's idle ones and the next call reuses it.
+    #[tokio::test]
+    async fn a_streamed_answer_gives_its_connection_back_once_read() {
+        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", upstream.local_addr().unwrap());
+        let (release, released) = oneshot::channel::<()>();
+        let released = Arc::new(std::sync::Mutex::new(Some(released)));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            let app = axum::Router::new().route(
+                "/",
+                axum::routing::get(move || {
+                    let released = released.lock().unwrap().take();
+                    async move {
+                        // The first answer's last chunk waits for the test's word.
+                        let body = async_stream::stream! {
+                            yield Ok::<_, std::convert::Infallible>(Bytes::from_static(b"a"));
+                            if let Some(released) = released {
+                                let _ = released.await;
+                            }
+                            yield Ok(Bytes::from_static(b"b"));
+                        };
+                        axum::body::Body::from_stream(body)
+                    }
+                }),
+            );
+            loop {
+                let (tcp, _) = upstream.accept().await.unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service),
+                );
+            }
+        });
+        let transport = Transport::new(Duration::from_secs(2));
+        let get = || {
+            let mut request = Request::new(empty_body());
+            *request.uri_mut() = url.parse().unwrap();
+            transport.request(request)
+        };
+        let first = get().await.unwrap();
+        assert_eq!(transport.idle().len(), 0, "busy while its body streams");
+        release.send(()).unwrap();
+        let body = first.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"ab");
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while transport.idle().len() == 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the connection came back");
+        let second = get().await.unwrap();
+        second.into_body().collect().await.unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    /// An upstream that hangs up after every answer, without saying so (no `Connection:
+    /// close`): each call still gets its answer, on a new connection, never an error from a
+    /// connection found dead (dropped when taken, or the unsent request sent again).
+    #[tokio::test]
+    async fn calls_survive_an_upstream_that_closes_every_connection() {
+        use tokio::io::AsyncWriteExt;
+
+        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", upstream.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut tcp, _) = upstream.accept().await.unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    tcp.read_exact(&mut byte).await.unwrap();
+                    head.push(byte[0]);
+                }
+                tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await
+                    .unwrap();
+                drop(tcp);
+            }
+        });
+        let transport = Transport::new(Duration::from_secs(2));
+        for _ in 0..3 {
+            let mut request = Request::new(empty_body());
+            *request.uri_mut() = url.parse().unwrap();
+            let response = transport.request(request).await.expect("answered");
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&body[..], b"ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

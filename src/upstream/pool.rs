@@ -1,0 +1,192 @@
+//! The idle connections of one event-loop thread, by origin.
+//!
+//! Kept here rather than in hyper-util's pool because a gateway thread talks to one or two
+//! origins (the AI service, perhaps a fallback) and never shares a connection with another
+//! thread: hyper-util's pool is built for any number of origins shared by all threads, and
+//! paid for it on every call with a lock, a byte-by-byte SipHash of the origin's authority
+//! (twice) and a clone of the request URI; about a tenth of a proxied JSON call's CPU.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme, Uri};
+use hyper::client::conn::http1::SendRequest;
+use tokio::time::Instant;
+
+use super::transport::RequestBody;
+
+/// Where a connection goes: a connection is reused only for the same scheme and authority.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// `https`, else plain HTTP.
+    pub tls: bool,
+    /// Host and port as the URL gave them.
+    pub authority: Authority,
+}
+
+impl Origin {
+    /// The origin of an absolute URL; `None` without a scheme or host.
+    pub fn of(uri: &Uri) -> Option<Self> {
+        let authority = uri.authority()?.clone();
+        let tls = match uri.scheme()? {
+            s if *s == Scheme::HTTPS => true,
+            s if *s == Scheme::HTTP => false,
+            _ => return None,
+        };
+        Some(Self { tls, authority })
+    }
+
+    /// The URL a connector dials for this origin.
+    pub fn url(&self) -> Uri {
+        let scheme = if self.tls {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        };
+        Uri::builder()
+            .scheme(scheme)
+            .authority(self.authority.clone())
+            .path_and_query("/")
+            .build()
+            .unwrap_or_default()
+    }
+}
+
+struct Idle {
+    origin: Origin,
+    sender: SendRequest<RequestBody>,
+    since: Instant,
+}
+
+/// One thread's idle connections, oldest first. Only the thread that owns it touches it (see
+/// `Transport`), so a `RefCell` is enough and no call takes a lock.
+///
+/// Expiry is checked when a connection is taken: a thread that makes no more calls keeps its
+/// idle connections until the upstream closes them.
+pub struct IdleConnections {
+    idle: RefCell<VecDeque<Idle>>,
+    idle_timeout: Duration,
+}
+
+impl IdleConnections {
+    /// Connections idle for longer than `idle_timeout` are closed instead of reused.
+    pub fn new(idle_timeout: Duration) -> Self {
+        Self {
+            idle: RefCell::new(VecDeque::new()),
+            idle_timeout,
+        }
+    }
+
+    /// The most recently used connection to `origin`, if one can take a request now. Costs
+    /// the same however many are idle: expired and closed connections are dropped (which
+    /// closes them) from the oldest end, and the newest is tried first.
+    pub fn take(&self, origin: &Origin) -> Option<SendRequest<RequestBody>> {
+        let mut idle = self.idle.borrow_mut();
+        let now = Instant::now();
+        while idle.front().is_some_and(|c| {
+            c.sender.is_closed() || now.duration_since(c.since) >= self.idle_timeout
+        }) {
+            idle.pop_front();
+        }
+        while let Some(at) = idle.iter().rposition(|c| c.origin == *origin) {
+            let candidate = idle.remove(at)?;
+            // Only exchanges that are over are kept, so one that cannot take a request now
+            // is closing: dropped.
+            if candidate.sender.is_ready() {
+                return Some(candidate.sender);
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection whose exchange is over for the next request to `origin`.
+    pub fn put(&self, origin: Origin, sender: SendRequest<RequestBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        self.idle.borrow_mut().push_back(Idle {
+            origin,
+            sender,
+            since: Instant::now(),
+        });
+    }
+
+    /// How many connections are kept (for tests).
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.idle.borrow().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use hyper_util::rt::TokioIo;
+
+    use super::*;
+
+    fn origin(url: &str) -> Origin {
+        Origin::of(&url.parse().unwrap()).unwrap()
+    }
+
+    /// A client connection over an in-memory pipe, ready for a request, and what ends it:
+    /// dropping the peer's end, then awaiting the returned task.
+    async fn connection() -> (
+        SendRequest<RequestBody>,
+        tokio::io::DuplexStream,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (ours, peer) = tokio::io::duplex(1024);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(ours))
+            .await
+            .unwrap();
+        let driver = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        sender.ready().await.unwrap();
+        (sender, peer, driver)
+    }
+
+    #[test]
+    fn an_origin_is_the_scheme_and_authority() {
+        let a = origin("http://ai.internal:8080/x?y=1");
+        assert_eq!(a, origin("http://ai.internal:8080/"));
+        assert_ne!(a, origin("https://ai.internal:8080/"));
+        assert_ne!(a, origin("http://ai.internal:8081/"));
+        assert_eq!(a.url().to_string(), "http://ai.internal:8080/");
+        assert!(Origin::of(&"/relative".parse().unwrap()).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_reused_only_for_its_own_origin() {
+        let idle = IdleConnections::new(Duration::from_secs(90));
+        let (sender, _peer, _driver) = connection().await;
+        idle.put(origin("http://a:1/"), sender);
+        assert!(idle.take(&origin("http://b:1/")).is_none());
+        assert!(idle.take(&origin("http://a:1/")).is_some());
+        assert!(idle.take(&origin("http://a:1/")).is_none(), "taken once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_idle_too_long_is_closed_not_reused() {
+        let idle = IdleConnections::new(Duration::from_secs(90));
+        let (sender, _peer, _driver) = connection().await;
+        idle.put(origin("http://a:1/"), sender);
+        tokio::time::advance(Duration::from_secs(91)).await;
+        assert!(idle.take(&origin("http://a:1/")).is_none());
+        assert_eq!(idle.len(), 0, "dropped");
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_upstream_closed_is_dropped() {
+        let idle = IdleConnections::new(Duration::from_secs(90));
+        let (sender, peer, driver) = connection().await;
+        idle.put(origin("http://a:1/"), sender);
+        drop(peer);
+        driver.await.unwrap();
+        assert!(idle.take(&origin("http://a:1/")).is_none());
+        assert_eq!(idle.len(), 0);
+    }
+}
