@@ -5,6 +5,7 @@
 //! paths.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use thread_local::ThreadLocal;
 
 /// A label value: the contract's fixed names are borrowed, never allocated per call.
 type Label = Cow<'static, str>;
@@ -65,6 +67,12 @@ struct CacheLabels {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// Each thread's handles to the series that every request records into, found by a short
+/// scan instead of a family lookup per call: a family takes its lock (shared by all threads,
+/// so its cache line travels between cores on every request) and hashes the labels with
+/// SipHash. Bounded like the labels themselves: matched routes, methods, statuses, upstreams.
+type SeriesCache<K, M> = ThreadLocal<RefCell<Vec<(K, M)>>>;
+
 fn latency_histogram() -> Histogram {
     // 0.5 ms .. ~16 s
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -86,6 +94,10 @@ struct Inner {
     time_to_first_token: Histogram,
     pubsub_channels: Gauge,
     redis_up: Gauge,
+    /// `(route, method, status)` → duration and request count.
+    route_series: SeriesCache<(Label, &'static str, u16), (Histogram, Counter)>,
+    /// upstream → call duration.
+    upstream_series: SeriesCache<Label, Histogram>,
 }
 
 /// The application's metrics. Cheap to clone.
@@ -207,6 +219,8 @@ impl Metrics {
                 time_to_first_token,
                 pubsub_channels,
                 redis_up,
+                route_series: ThreadLocal::new(),
+                upstream_series: ThreadLocal::new(),
             }),
         }
     }
@@ -220,29 +234,32 @@ impl Metrics {
         out
     }
 
-    /// One finished HTTP request.
-    pub fn http_request(
-        &self,
-        route: impl Into<Label>,
-        method: &'static str,
-        status: u16,
-        elapsed: Duration,
-    ) {
-        let route = RouteLabel {
-            route: route.into(),
-        };
-        self.inner
-            .http_duration
-            .get_or_create(&route)
-            .observe(elapsed.as_secs_f64());
-        self.inner
-            .http_requests
-            .get_or_create(&HttpLabels {
-                route: route.route,
+    /// One finished HTTP request; `route` is the matched route template.
+    pub fn http_request(&self, route: &str, method: &'static str, status: u16, elapsed: Duration) {
+        let inner = &*self.inner;
+        let mut series = inner.route_series.get_or_default().borrow_mut();
+        let found = series
+            .iter()
+            .position(|((r, m, s), _)| *s == status && *m == method && r == route);
+        let at = found.unwrap_or_else(|| {
+            let route: Label = Cow::Owned(route.to_owned());
+            let duration = inner.http_duration.get_or_create(&RouteLabel {
+                route: route.clone(),
+            });
+            let requests = inner.http_requests.get_or_create(&HttpLabels {
+                route: route.clone(),
                 method: Cow::Borrowed(method),
                 status,
-            })
-            .inc();
+            });
+            series.push((
+                (route, method, status),
+                (duration.clone(), requests.clone()),
+            ));
+            series.len() - 1
+        });
+        let (duration, requests) = &series[at].1;
+        duration.observe(elapsed.as_secs_f64());
+        requests.inc();
     }
 
     /// Counts an open stream of `kind` until the guard drops.
@@ -332,12 +349,23 @@ impl Metrics {
 
     /// One AI service call's duration.
     pub fn upstream_duration(&self, upstream: impl Into<Label>, elapsed: Duration) {
-        self.inner
-            .upstream_duration
-            .get_or_create(&UpstreamLabel {
-                upstream: upstream.into(),
-            })
-            .observe(elapsed.as_secs_f64());
+        let upstream = upstream.into();
+        let mut series = self.inner.upstream_series.get_or_default().borrow_mut();
+        let at = match series.iter().position(|(u, _)| *u == upstream) {
+            Some(at) => at,
+            None => {
+                let histogram = self
+                    .inner
+                    .upstream_duration
+                    .get_or_create(&UpstreamLabel {
+                        upstream: upstream.clone(),
+                    })
+                    .clone();
+                series.push((upstream, histogram));
+                series.len() - 1
+            }
+        };
+        series[at].1.observe(elapsed.as_secs_f64());
     }
 
     /// Time from request to first token.
@@ -366,5 +394,48 @@ pub struct StreamGauge {
 impl Drop for StreamGauge {
     fn drop(&mut self) {
         self.gauge.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn line<'a>(text: &'a str, prefix: &str) -> &'a str {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+    }
+
+    /// Each thread keeps its own handles, and they all record into the one series of the
+    /// registry: requests made on two threads are counted together, and a new status (or
+    /// route, or upstream) is a series of its own.
+    #[test]
+    fn every_threads_requests_land_in_the_same_series() {
+        let metrics = Metrics::new();
+        let ms = Duration::from_millis(1);
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    for _ in 0..3 {
+                        metrics.http_request("/api/x/{id}", "GET", 200, ms);
+                        metrics.upstream_duration("chat", ms);
+                    }
+                    metrics.http_request("/api/x/{id}", "GET", 404, ms);
+                });
+            }
+        });
+        let text = metrics.encode();
+        let ok = r#"sluice_http_requests_total{route="/api/x/{id}",method="GET",status="200"}"#;
+        assert_eq!(line(&text, ok), format!("{ok} 6"));
+        let missing =
+            r#"sluice_http_requests_total{route="/api/x/{id}",method="GET",status="404"}"#;
+        assert_eq!(line(&text, missing), format!("{missing} 2"));
+        let count = r#"sluice_http_request_duration_seconds_count{route="/api/x/{id}"}"#;
+        assert_eq!(line(&text, count), format!("{count} 8"));
+        let upstream = r#"sluice_upstream_request_duration_seconds_count{upstream="chat"}"#;
+        assert_eq!(line(&text, upstream), format!("{upstream} 6"));
     }
 }

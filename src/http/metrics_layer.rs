@@ -21,7 +21,12 @@ pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next)
     tracing::Span::current().record("route", route.as_str());
     let method = method_label(request.method());
     let response = next.run(request).await;
-    metrics.http_request(route, method, response.status().as_u16(), started.elapsed());
+    metrics.http_request(
+        &route,
+        method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
