@@ -22,7 +22,6 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use thread_local::ThreadLocal;
 use tower::ServiceExt;
 
@@ -193,7 +192,7 @@ where
         .handshake(io)
         .await
         .map_err(|err| TransportError::Connect(err.into()))?;
-    hyper::rt::Executor::execute(&TokioExecutor::new(), async move {
+    tokio::spawn(async move {
         // The error is the request's to report (its response or body fails with it).
         let _ = connection.await;
     });
@@ -206,8 +205,10 @@ fn to_origin_form(
     origin: &Origin,
 ) -> Result<(), TransportError> {
     if !request.headers().contains_key(HOST) {
-        let host =
-            HeaderValue::from_str(origin.authority.as_str()).map_err(|_| TransportError::BadUrl)?;
+        // Never the URL's credentials, if it had any.
+        let authority = origin.authority.as_str();
+        let host = authority.rsplit('@').next().unwrap_or(authority);
+        let host = HeaderValue::from_str(host).map_err(|_| TransportError::BadUrl)?;
         request.headers_mut().insert(HOST, host);
     }
     let path = request
@@ -418,6 +419,25 @@ mod tests {
             assert_eq!(&body[..], b"ok");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn requests_name_the_path_and_the_host_never_the_credentials() {
+        let mut request = Request::new(empty_body());
+        *request.uri_mut() = "http://user:secret@ai.internal:8080/x?y=1".parse().unwrap();
+        let origin = Origin::of(request.uri()).unwrap();
+        to_origin_form(&mut request, &origin).unwrap();
+        assert_eq!(request.uri(), "/x?y=1");
+        assert_eq!(request.headers()[HOST], "ai.internal:8080");
+
+        let mut request = Request::new(empty_body());
+        *request.uri_mut() = "http://ai.internal/".parse().unwrap();
+        request
+            .headers_mut()
+            .insert(HOST, HeaderValue::from_static("set.by.caller"));
+        let origin = Origin::of(request.uri()).unwrap();
+        to_origin_form(&mut request, &origin).unwrap();
+        assert_eq!(request.headers()[HOST], "set.by.caller");
     }
 
     #[tokio::test]
