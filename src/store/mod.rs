@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Connection, Executor};
+use tokio::runtime::Handle;
 
 pub use messages::TurnStart;
 pub use model::{
@@ -64,6 +65,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The runtime the store was opened on (the main one); see [`Store::on_home`].
+    home: Handle,
 }
 
 impl Store {
@@ -113,7 +116,37 @@ impl Store {
                 })
             });
         let pool = options.connect(url).await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            home: Handle::current(),
+        })
+    }
+
+    /// The runtime the store was opened on, for work that must outlive its caller.
+    pub fn home(&self) -> &Handle {
+        &self.home
+    }
+
+    /// Runs `op` (store calls) on the runtime the store was opened on, and waits for it.
+    ///
+    /// For the hot paths of streams, called from the event-loop threads: a statement's
+    /// reads are driven by whichever task awaits it, and an event-loop thread relaying
+    /// thousands of streams comes back to a ready database socket late, holding the pooled
+    /// connection all that time. Under a burst of stream starts that exhausted the pool and
+    /// starts were refused; on the main runtime a statement holds its connection only for as
+    /// long as the database takes.
+    pub async fn on_home<T, Fut>(&self, op: Fut) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        match self.home.spawn(op).await {
+            Ok(result) => result,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            // The main runtime is shutting down.
+            Err(_) => Err(StoreError::Database(sqlx::Error::PoolClosed)),
+        }
     }
 
     /// Applies pending migrations (idempotent).
@@ -149,4 +182,32 @@ impl Store {
 pub fn now_millis() -> i64 {
     let now = time::OffsetDateTime::now_utc();
     (now.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// Work handed to `on_home` from another runtime (an event-loop thread) runs on the
+    /// runtime the store was opened on.
+    #[test]
+    fn store_work_runs_on_the_runtime_that_opened_the_store() {
+        let home = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("store-home")
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = home.block_on(Store::connect("sqlite::memory:")).unwrap();
+        let event_loop = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let ran_on = event_loop
+            .block_on(store.on_home(async { Ok(std::thread::current().name().map(str::to_owned)) }))
+            .unwrap();
+        assert_eq!(ran_on.as_deref(), Some("store-home"));
+    }
 }

@@ -12,7 +12,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
@@ -61,7 +60,7 @@ impl AnswerRecord {
 
     /// Stores the message with `status` and waits for it; `None` if the store failed (logged).
     pub(super) async fn store(&mut self, status: MessageStatus) -> Option<Message> {
-        match self.spawn_insert(status)?.await {
+        match self.spawn_insert(status).await {
             Ok(stored) => stored,
             Err(err) => {
                 tracing::error!(error = %err, "storing the assistant message panicked");
@@ -70,12 +69,11 @@ impl AnswerRecord {
         }
     }
 
-    fn spawn_insert(&mut self, status: MessageStatus) -> Option<JoinHandle<Option<Message>>> {
+    fn spawn_insert(&mut self, status: MessageStatus) -> JoinHandle<Option<Message>> {
         self.stored = true;
-        let Ok(runtime) = Handle::try_current() else {
-            tracing::error!("no runtime to store the assistant message");
-            return None;
-        };
+        // On the store's own runtime rather than the event-loop thread relaying the stream
+        // (see `Store::on_home`).
+        let runtime = self.store.home().clone();
         let store = self.store.clone();
         let owner = self.owner.clone();
         let conversation_id = self.conversation_id;
@@ -99,14 +97,14 @@ impl AnswerRecord {
             })
             .ok()
         };
-        Some(self.tasks.spawn_on(insert, &runtime))
+        self.tasks.spawn_on(insert, &runtime)
     }
 }
 
 /// Runs `op` until it succeeds, fails for another reason than a busy database, or `patience`
 /// has passed. Each try already waited the pool's acquire timeout, so there is no pause
 /// between tries.
-async fn while_busy<T, F, Fut>(patience: Duration, mut op: F) -> Result<T, StoreError>
+pub(super) async fn while_busy<T, F, Fut>(patience: Duration, mut op: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, StoreError>>,
@@ -115,7 +113,7 @@ where
     loop {
         match op().await {
             Err(err) if err.is_busy() && tokio::time::Instant::now() < deadline => {
-                tracing::warn!("database busy; trying to store the assistant message again");
+                tracing::warn!("database busy; trying again");
             }
             result => return result,
         }

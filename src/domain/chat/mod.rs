@@ -10,6 +10,8 @@ mod answer_record;
 pub mod openai_relay;
 mod token_relay;
 
+use std::time::Duration;
+
 use futures_util::Stream;
 use tokio_util::task::TaskTracker;
 
@@ -26,6 +28,12 @@ pub const MAX_CONTENT_CHARS: usize = 8000;
 
 /// How many of the conversation's last messages go to the AI service as history.
 const HISTORY_MESSAGES: i64 = 20;
+
+/// How long a stream start waits for a busy database (every pooled connection taken) before
+/// it is refused. A burst of starts larger than the pool serves at once queues for a few
+/// seconds, as the browser would wait for its first token anyway, instead of being refused
+/// after the pool's own acquire timeout (3 s) and retried by every client at once.
+const START_PATIENCE: Duration = Duration::from_secs(15);
 
 /// What the browser is told while an answer streams.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,14 +121,29 @@ impl Chat {
             content,
             status: MessageStatus::Completed,
         };
-        let history = match self
+        let store = self.store.clone();
+        let turn_owner = owner.clone();
+        let opened = self
             .store
-            .open_turn(owner, conversation_id, HISTORY_MESSAGES, &user_message)
-            .await?
-        {
+            .on_home(async move {
+                answer_record::while_busy(START_PATIENCE, || {
+                    store.open_turn(
+                        &turn_owner,
+                        conversation_id,
+                        HISTORY_MESSAGES,
+                        &user_message,
+                    )
+                })
+                .await
+            })
+            .await?;
+        let (history, user_message) = match opened {
             TurnStart::NotFound => return Err(DomainError::NotFound("conversation")),
             TurnStart::NotReady(_) => return Err(DomainError::NotReady),
-            TurnStart::Opened { history, .. } => history,
+            TurnStart::Opened {
+                history,
+                user_message,
+            } => (history, user_message),
         };
         let history = history
             .into_iter()
