@@ -27,8 +27,12 @@ use super::byte_stream::{ByteStream, StreamTimeouts};
 use super::error::{STATUS_BODY_LOG_LIMIT, UpstreamError};
 use super::transport::{RequestBody, Transport, empty_body, full_body};
 
-/// Longest time spent opening a connection, whatever the call timeout.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest time spent opening a connection, whatever the call timeout: long enough for three
+/// retransmitted SYNs (at 1, 3 and 7 s), which is how an AI service whose accept queue is
+/// full answers a burst of new streams; at 2 s, a burst of 9,000 stream starts had a third
+/// of its connections time out and opened the breaker. A refused connection still fails at
+/// once.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default cap on a non-streamed response body.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
