@@ -70,7 +70,7 @@ impl BaseUrl {
     }
 
     /// The `Host` header of every call: host, with `:port` unless the scheme's default,
-    /// never the URL's credentials. hyper's pooled client would otherwise format it per call.
+    /// never the URL's credentials. The transport would otherwise make it from the URL per call.
     pub fn host(&self) -> Option<&HeaderValue> {
         self.parts.as_ref().map(|parts| &parts.host)
     }
