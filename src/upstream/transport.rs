@@ -249,6 +249,19 @@ mod tests {
         first
     }
 
+    /// Serves `app` on every connection `upstream` accepts, counting the connections.
+    async fn serve_counting(upstream: TcpListener, app: axum::Router, counter: Arc<AtomicUsize>) {
+        loop {
+            let (tcp, _) = upstream.accept().await.unwrap();
+            counter.fetch_add(1, Ordering::SeqCst);
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service),
+            );
+        }
+    }
+
     /// Runs `future` on a new thread with a single-threaded runtime of its own, as the
     /// gateway's event-loop threads do.
     fn on_own_thread(
@@ -275,15 +288,7 @@ mod tests {
         on_own_thread(async move {
             let upstream = TcpListener::from_std(upstream).unwrap();
             let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
-            loop {
-                let (tcp, _) = upstream.accept().await.unwrap();
-                counter.fetch_add(1, Ordering::SeqCst);
-                let service = hyper_util::service::TowerToHyperService::new(app.clone());
-                tokio::spawn(
-                    hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service),
-                );
-            }
+            serve_counting(upstream, app, counter).await;
         });
         let transport = Transport::new(Duration::from_secs(2));
         let two_calls = move || {
@@ -350,15 +355,7 @@ mod tests {
                     }
                 }),
             );
-            loop {
-                let (tcp, _) = upstream.accept().await.unwrap();
-                counter.fetch_add(1, Ordering::SeqCst);
-                let service = hyper_util::service::TowerToHyperService::new(app.clone());
-                tokio::spawn(
-                    hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service),
-                );
-            }
+            serve_counting(upstream, app, counter).await;
         });
         let transport = Transport::new(Duration::from_secs(2));
         let get = || {
