@@ -11,8 +11,11 @@
 //! thread the kernel preempts delays every connection on it, which showed as later first
 //! tokens when 1,000 streams saturated cores shared with other processes.
 //!
-//! Everything else (the database pool, Redis, the progress fan-out, background jobs) stays on
-//! the main runtime; tokio's channels, timers and sockets work across runtimes.
+//! Everything else (Redis, the progress fan-out, background jobs) stays on the main runtime;
+//! tokio's channels, timers and sockets work across runtimes. Database statements run where
+//! they are awaited: the streams' hot ones (stream starts, answer inserts) are handed to the
+//! main runtime (`Store::on_home`), and a pooled connection keeps the reactor of whichever
+//! runtime opened it.
 //!
 //! Each thread also keeps a [`PACEMAKER`] timer armed. tokio wakes its own event loop (an
 //! `eventfd` write, then an extra `epoll_wait` turn) whenever a new timer is due before every
