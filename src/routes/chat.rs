@@ -7,7 +7,6 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::app::AppState;
@@ -164,6 +163,20 @@ struct TokenEvent<'a> {
     content: &'a str,
 }
 
+/// The `complete` payload.
+#[derive(Serialize)]
+struct CompleteEvent<'a> {
+    message_id: MessageId,
+    content: &'a str,
+}
+
+/// The `error` payload.
+#[derive(Serialize)]
+struct ErrorEvent<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
 fn sse_event(event: ChatEvent) -> Bytes {
     let name = event.name();
     match event {
@@ -175,10 +188,18 @@ fn sse_event(event: ChatEvent) -> Bytes {
             content,
         } => Frame::new(content.len() + 64)
             .event(name)
-            .json_data(&json!({ "message_id": message_id, "content": content })),
-        ChatEvent::Error { code, message } => Frame::new(message.len() + 32)
-            .event(name)
-            .json_data(&json!({ "code": code.as_str(), "message": message })),
+            .json_data(&CompleteEvent {
+                message_id,
+                content: &content,
+            }),
+        ChatEvent::Error { code, message } => {
+            Frame::new(message.len() + 32)
+                .event(name)
+                .json_data(&ErrorEvent {
+                    code: code.as_str(),
+                    message,
+                })
+        }
     }
     .finish()
 }

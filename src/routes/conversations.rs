@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::app::AppState;
@@ -300,6 +299,28 @@ fn progress_response(state: &AppState, events: ProgressStream, slot: StreamSlot)
     sse_response(events, state.settings.sse_keepalive, &state.shutdown)
 }
 
+/// The payloads of the progress stream's events, serialised from borrowed fields: this runs
+/// once per event per open stream (10,000 streams of one conversation share each event).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ProgressData<'a> {
+    Progress {
+        conversation_id: ConversationId,
+        progress: i64,
+        message: &'a str,
+    },
+    Complete {
+        conversation_id: ConversationId,
+        status: &'static str,
+        message_count: usize,
+    },
+    Error {
+        conversation_id: ConversationId,
+        code: &'static str,
+        message: &'a str,
+    },
+}
+
 fn sse_event(event: &ProgressEvent) -> Bytes {
     let data = match event {
         ProgressEvent::Progress {
@@ -307,22 +328,30 @@ fn sse_event(event: &ProgressEvent) -> Bytes {
             progress,
             message,
             ..
-        } => json!({"conversation_id": conversation_id, "progress": progress, "message": message}),
+        } => ProgressData::Progress {
+            conversation_id: *conversation_id,
+            progress: *progress,
+            message,
+        },
         ProgressEvent::Complete {
             conversation_id,
             message_count,
             ..
-        } => json!({
-            "conversation_id": conversation_id,
-            "status": "completed",
-            "message_count": message_count,
-        }),
+        } => ProgressData::Complete {
+            conversation_id: *conversation_id,
+            status: "completed",
+            message_count: *message_count,
+        },
         ProgressEvent::Error {
             conversation_id,
             code,
             message,
             ..
-        } => json!({"conversation_id": conversation_id, "code": code.as_str(), "message": message}),
+        } => ProgressData::Error {
+            conversation_id: *conversation_id,
+            code: code.as_str(),
+            message,
+        },
     };
     Frame::new(64)
         .id(itoa::Buffer::new().format(event.seq()))

@@ -4,8 +4,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 
 use super::{
-    Backend, ConversationStatus, Message, MessageRole, MessageStatus, NewMessage, Store,
-    StoreError, now_millis,
+    Backend, ConversationStatus, HistoryEntry, Message, MessageRole, MessageStatus, NewMessage,
+    Store, StoreError, now_millis,
 };
 use crate::ids::{ConversationId, MessageId, UserId};
 
@@ -19,7 +19,7 @@ pub enum TurnStart {
     /// The user message is stored; `history` is what preceded it, oldest first.
     Opened {
         /// The last finished messages before this turn.
-        history: Vec<Message>,
+        history: Vec<HistoryEntry>,
         /// The stored user message.
         user_message: Message,
     },
@@ -62,16 +62,16 @@ impl Store {
                          WHERE conv.status = 'completed'
                      ),
                      hist AS (
-                         SELECT id, conversation_id, role, content, status, created_at
+                         SELECT role, content, created_at, id
                          FROM messages
                          WHERE conversation_id = $1 AND owner = $2
                            AND status IN ('completed', 'interrupted')
                          ORDER BY created_at DESC, id DESC LIMIT $3
                      )
-                     SELECT conv.status AS conversation_status, hist.id, hist.conversation_id,
-                            hist.role, hist.content, hist.status, hist.created_at,
+                     SELECT conv.status AS conversation_status, hist.role, hist.content,
                             set_config('synchronous_commit', 'off', true) AS commit_mode
-                     FROM conv LEFT JOIN hist ON TRUE",
+                     FROM conv LEFT JOIN hist ON TRUE
+                     ORDER BY hist.created_at, hist.id",
                 )
                 .bind(conversation_id.to_string())
                 .bind(owner.as_str())
@@ -86,16 +86,16 @@ impl Store {
             }
             Backend::Sqlite => {
                 sqlx::query(
-                    "SELECT c.status AS conversation_status,
-                            m.id, m.conversation_id, m.role, m.content, m.status, m.created_at
+                    "SELECT c.status AS conversation_status, m.role, m.content
                      FROM conversations c
-                     LEFT JOIN (SELECT id, conversation_id, role, content, status, created_at
+                     LEFT JOIN (SELECT conversation_id, role, content, created_at, id
                                 FROM messages
                                 WHERE conversation_id = $1 AND owner = $2
                                   AND status IN ('completed', 'interrupted')
                                 ORDER BY created_at DESC, id DESC LIMIT $3) m
                             ON m.conversation_id = c.id
-                     WHERE c.id = $1 AND c.owner = $2",
+                     WHERE c.id = $1 AND c.owner = $2
+                     ORDER BY m.created_at, m.id",
                 )
                 .bind(conversation_id.to_string())
                 .bind(owner.as_str())
@@ -107,19 +107,23 @@ impl Store {
         let Some(first) = rows.first() else {
             return Ok(TurnStart::NotFound);
         };
-        let status: String = first.try_get("conversation_status")?;
+        let status: String = first.try_get(0)?;
         let status = ConversationStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("conversation status {status}")))?;
         if status != ConversationStatus::Completed {
             return Ok(TurnStart::NotReady(status));
         }
+        // Oldest first (the statement orders them); a conversation without history gives
+        // one row whose history columns are NULL.
         let mut history = Vec::with_capacity(rows.len());
         for row in &rows {
-            if row.try_get::<Option<String>, _>("id")?.is_some() {
-                history.push(message_from_row(row)?);
+            if let Some(role) = row.try_get::<Option<String>, _>(1)? {
+                history.push(HistoryEntry {
+                    role: MessageRole::parse(&role),
+                    content: row.try_get(2)?,
+                });
             }
         }
-        history.sort_by_key(|m| (m.created_at, m.id));
         if self.backend == Backend::Sqlite {
             insert_stored(&mut *conn, owner, &user_message).await?;
         }

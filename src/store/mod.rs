@@ -19,8 +19,8 @@ use tokio::runtime::Handle;
 
 pub use messages::TurnStart;
 pub use model::{
-    Conversation, ConversationStatus, Message, MessageRole, MessageStatus, NewMessage, Page,
-    ProgressUpdate, Scenario, TerminalOutcome,
+    Conversation, ConversationStatus, HistoryEntry, Message, MessageRole, MessageStatus,
+    NewMessage, Page, ProgressUpdate, Scenario, TerminalOutcome,
 };
 
 /// Failures of the storage layer; mapped to HTTP only in `crate::error`.

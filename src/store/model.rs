@@ -191,6 +191,16 @@ pub struct Message {
     pub created_at: i64,
 }
 
+/// One message of a conversation's history, as the AI service is given it: who said what.
+/// A stream start reads up to 20 of these, so it reads nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// Author.
+    pub role: MessageRole,
+    /// Text.
+    pub content: String,
+}
+
 /// A message to insert.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewMessage {

@@ -206,11 +206,11 @@ async fn generation_state_machine(db: Db) {
     assert_eq!(
         history
             .iter()
-            .map(|m| m.content.as_str())
+            .map(|m| (m.role, m.content.as_str()))
             .collect::<Vec<_>>(),
         stored
             .iter()
-            .map(|m| m.content.as_str())
+            .map(|m| (m.role, m.content.as_str()))
             .collect::<Vec<_>>(),
         "history is what preceded the turn, oldest first"
     );
@@ -242,8 +242,11 @@ async fn generation_state_machine(db: Db) {
     };
     assert_eq!(history.len(), 2, "capped at the limit");
     assert_eq!(
-        history.last().unwrap().id,
-        user_msg.id,
+        (
+            history.last().unwrap().role,
+            history.last().unwrap().content.as_str()
+        ),
+        (user_msg.role, user_msg.content.as_str()),
         "streaming message not in history"
     );
     store

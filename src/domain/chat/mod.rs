@@ -147,9 +147,9 @@ impl Chat {
         };
         let history = history
             .into_iter()
-            .map(|m| HistoryMessage {
-                role: m.role.as_str().to_owned(),
-                content: m.content,
+            .map(|entry| HistoryMessage {
+                role: entry.role.as_str().to_owned(),
+                content: entry.content,
             })
             .collect();
         let turn = ChatTurn {
