@@ -10,11 +10,11 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use http::header::{
     ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue, USER_AGENT,
 };
-use http::{HeaderMap, Method, Request, Response};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
@@ -205,20 +205,30 @@ impl UpstreamClient {
     ) -> Result<ByteStream, UpstreamError> {
         let started = Instant::now();
         let body = json_body(body)?;
-        let request = self.request(
+        let request = self.request_with(
             Method::POST,
             base,
             path,
-            Some(body),
+            body,
+            true,
             "text/event-stream",
             ctx,
         )?;
-        let response = self
+        let body = self
             .within(started + self.call_timeout, async {
-                error_for_status(self.execute(request).await?).await
+                let (status, body) = self
+                    .http
+                    .stream(request)
+                    .await
+                    .map_err(UpstreamError::from_client)?;
+                if status.is_success() {
+                    Ok(body)
+                } else {
+                    Err(status_error(status, body).await)
+                }
             })
             .await?;
-        Ok(self.body_stream(response, started))
+        Ok(ByteStream::new(body, started, self.stream_timeouts()))
     }
 
     /// Sends a request built by the caller (the passthrough proxy, which also sets `Host` from
@@ -259,7 +269,23 @@ impl UpstreamClient {
         ctx: &CallContext,
     ) -> Result<Request<RequestBody>, UpstreamError> {
         let has_body = body.is_some();
-        let mut request = Request::new(body.map_or_else(empty_body, full_body));
+        let body = body.map_or_else(empty_body, full_body);
+        self.request_with(method, base, path, body, has_body, accept, ctx)
+    }
+
+    /// A request with our headers; `has_body` says whether it carries JSON.
+    #[allow(clippy::too_many_arguments)]
+    fn request_with<B>(
+        &self,
+        method: Method,
+        base: &BaseUrl,
+        path: &str,
+        body: B,
+        has_body: bool,
+        accept: &'static str,
+        ctx: &CallContext,
+    ) -> Result<Request<B>, UpstreamError> {
+        let mut request = Request::new(body);
         *request.method_mut() = method;
         *request.uri_mut() = base.endpoint(path)?;
         let headers = request.headers_mut();
@@ -358,24 +384,33 @@ fn json_body<T: Serialize + ?Sized>(body: &T) -> Result<Bytes, UpstreamError> {
 /// Passes a 2xx response through; turns any other into [`UpstreamError::Status`], keeping the
 /// start of its body for the logs.
 async fn error_for_status(
-    mut response: Response<Incoming>,
+    response: Response<Incoming>,
 ) -> Result<Response<Incoming>, UpstreamError> {
     let status = response.status();
     if status.is_success() {
         return Ok(response);
     }
-    let mut body = Vec::new();
-    while body.len() < STATUS_BODY_LOG_LIMIT {
-        match response.body_mut().frame().await {
-            Some(Ok(frame)) => {
-                if let Some(chunk) = frame.data_ref() {
-                    body.extend_from_slice(chunk);
-                }
-            }
+    let body = response
+        .into_body()
+        .into_data_stream()
+        .map(|chunk| chunk.map_err(UpstreamError::from_body));
+    Err(status_error(status, body).await)
+}
+
+/// The [`UpstreamError::Status`] for a non-2xx answer, with the start of its body.
+async fn status_error(
+    status: StatusCode,
+    body: impl Stream<Item = Result<Bytes, UpstreamError>>,
+) -> UpstreamError {
+    let mut body = std::pin::pin!(body);
+    let mut kept = Vec::new();
+    while kept.len() < STATUS_BODY_LOG_LIMIT {
+        match body.next().await {
+            Some(Ok(chunk)) => kept.extend_from_slice(&chunk),
             Some(Err(_)) | None => break,
         }
     }
-    Err(UpstreamError::status_with_body(status.as_u16(), &body))
+    UpstreamError::status_with_body(status.as_u16(), &kept)
 }
 
 async fn read_body(response: Response<Incoming>, limit: usize) -> Result<Bytes, UpstreamError> {

@@ -104,7 +104,9 @@ impl UpstreamError {
     pub(crate) fn from_client(err: TransportError) -> Self {
         match err {
             TransportError::Connect(_) | TransportError::BadUrl => Self::Connect(Box::new(err)),
-            TransportError::Request(_) => Self::Stream(Some(Box::new(err))),
+            TransportError::Request(_) | TransportError::Exchange(_) => {
+                Self::Stream(Some(Box::new(err)))
+            }
         }
     }
 

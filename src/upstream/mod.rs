@@ -17,6 +17,7 @@ pub mod breaker;
 pub mod byte_stream;
 pub mod client;
 pub mod error;
+mod h1_stream;
 mod pool;
 pub mod retry;
 pub mod sse;

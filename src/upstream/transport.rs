@@ -9,13 +9,16 @@
 //! layers (redirects, retries, request conversion) also cost about a tenth of a passthrough
 //! call's CPU, for features the AI service does not need.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::Stream;
 use http::header::HOST;
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, Uri};
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
@@ -25,6 +28,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use thread_local::ThreadLocal;
 use tower::ServiceExt;
 
+use super::error::UpstreamError;
+use super::h1_stream::{self, H1Body};
 use super::pool::{IdleConnections, Origin};
 
 /// Any error a request body can end with.
@@ -62,9 +67,43 @@ pub enum TransportError {
     /// The connection failed while the request was sent or its response head read.
     #[error("the upstream connection failed")]
     Request(#[source] hyper::Error),
+    /// A streamed exchange's connection failed, or its response head was not HTTP/1.1,
+    /// before the head was in ([`h1_stream`]).
+    #[error("the upstream connection failed")]
+    Exchange(#[source] std::io::Error),
     /// The URL names no `http` or `https` origin.
     #[error("the upstream URL is not an absolute http(s) URL")]
     BadUrl,
+}
+
+/// The body of a streamed answer: read by the consuming task itself over plain HTTP
+/// ([`h1_stream`]), or hyper's body over TLS.
+pub enum StreamBody {
+    /// Plain HTTP: one connection, read where the body is polled.
+    Direct(H1Body),
+    /// TLS: a pooled hyper connection.
+    Pooled(Incoming),
+}
+
+impl Stream for StreamBody {
+    type Item = Result<Bytes, UpstreamError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.get_mut() {
+            Self::Direct(body) => Pin::new(body).poll_next(cx),
+            Self::Pooled(body) => loop {
+                return match ready!(hyper::body::Body::poll_frame(Pin::new(&mut *body), cx)) {
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(data) => Poll::Ready(Some(Ok(data))),
+                        // Trailers carry no data.
+                        Err(_) => continue,
+                    },
+                    Some(Err(err)) => Poll::Ready(Some(Err(UpstreamError::from_body(err)))),
+                    None => Poll::Ready(None),
+                };
+            },
+        }
+    }
 }
 
 /// Connections kept per thread, so that a call made on one of the gateway's event-loop
@@ -144,6 +183,33 @@ impl Transport {
         }
     }
 
+    /// Sends `request` (an absolute URL) for a streamed answer and returns its status and
+    /// unread body, whatever the status. Over plain HTTP the exchange gets a connection of
+    /// its own whose body the caller's task reads ([`h1_stream`] says why); over TLS it goes
+    /// through [`Transport::request`].
+    pub async fn stream(
+        &self,
+        mut request: Request<Bytes>,
+    ) -> Result<(StatusCode, StreamBody), TransportError> {
+        let origin = Origin::of(request.uri()).ok_or(TransportError::BadUrl)?;
+        if origin.tls {
+            let (parts, body) = request.into_parts();
+            let response = self
+                .request(Request::from_parts(parts, full_body(body)))
+                .await?;
+            return Ok((response.status(), StreamBody::Pooled(response.into_body())));
+        }
+        to_origin_form(&mut request, &origin)?;
+        // Boxed for the reason `request` boxes its connect.
+        let io = Box::pin(self.inner.plain.clone().oneshot(origin.url()))
+            .await
+            .map_err(|err| TransportError::Connect(err.into()))?;
+        let (status, body) = Box::pin(h1_stream::exchange(io.into_inner(), &request))
+            .await
+            .map_err(TransportError::Exchange)?;
+        Ok((status, StreamBody::Direct(body)))
+    }
+
     fn idle(&self) -> &IdleConnections {
         self.inner
             .idle
@@ -200,10 +266,7 @@ where
 }
 
 /// HTTP/1.1 requests name only the path; the host goes in `Host`.
-fn to_origin_form(
-    request: &mut Request<RequestBody>,
-    origin: &Origin,
-) -> Result<(), TransportError> {
+fn to_origin_form<B>(request: &mut Request<B>, origin: &Origin) -> Result<(), TransportError> {
     if !request.headers().contains_key(HOST) {
         // Never the URL's credentials, if it had any.
         let authority = origin.authority.as_str();
