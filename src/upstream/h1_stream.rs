@@ -9,9 +9,9 @@
 //!
 //! The request is written whole (head and a known body); the response head is parsed with
 //! `httparse` (hyper's own parser), then the body is framed by `Transfer-Encoding: chunked`,
-//! `Content-Length` or the connection's end. One exchange per connection: an answer stream is
-//! long, so a connection made for it costs little next to it, and it closes when the body
-//! is dropped, which is how a call is cancelled.
+//! `Content-Length` or the connection's end. A body dropped before its end closes the
+//! connection, which is how a call is cancelled; one that ended cleanly hands its connection
+//! to [`H1Body::on_clean_end`] for the next answer.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -36,29 +36,70 @@ const MAX_HEADERS: usize = 64;
 /// Longest chunk-size or trailer line accepted.
 const MAX_LINE_BYTES: usize = 4096;
 
+/// Takes a connection whose response ended cleanly, for the next exchange.
+pub type GiveBack = Box<dyn FnOnce(TcpStream) + Send>;
+
+/// Why an exchange got no response head.
+#[derive(Debug)]
+pub enum ExchangeError {
+    /// Not one byte of a response came back: the connection was closed or reset before or
+    /// while the request was written, or before anything was answered. On a reused
+    /// connection this is the upstream having closed it while idle, and the request can go
+    /// on a new one.
+    Unanswered(std::io::Error),
+    /// The connection broke, or the head was not HTTP/1.1, after the response began.
+    Failed(std::io::Error),
+}
+
+impl ExchangeError {
+    /// The underlying error.
+    pub fn into_inner(self) -> std::io::Error {
+        match self {
+            Self::Unanswered(err) | Self::Failed(err) => err,
+        }
+    }
+}
+
 /// Writes `request` (origin-form URI, `Host` set) on `io` and reads the response head.
 /// Interim `1xx` heads are skipped. The body is returned unread, whatever the status.
 pub async fn exchange(
     mut io: TcpStream,
     request: &Request<Bytes>,
-) -> std::io::Result<(StatusCode, H1Body)> {
-    io.write_all(&encode(request)).await?;
+) -> Result<(StatusCode, H1Body), ExchangeError> {
+    io.write_all(&encode(request))
+        .await
+        .map_err(ExchangeError::Unanswered)?;
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let mut answered = false;
     loop {
-        if let Some((status, framing, head_len)) = parse_head(&buf)? {
-            buf.advance(head_len);
-            if status.is_informational() {
+        if let Some(head) = parse_head(&buf).map_err(ExchangeError::Failed)? {
+            buf.advance(head.len);
+            if head.status.is_informational() {
                 continue;
             }
-            let body = H1Body { io, buf, framing };
-            return Ok((status, body));
+            let body = H1Body {
+                io: Some(io),
+                buf,
+                framing: head.framing,
+                keep_alive: head.keep_alive,
+                give_back: None,
+            };
+            return Ok((head.status, body));
         }
         if buf.len() >= MAX_HEAD_BYTES {
-            return Err(invalid("the response head is too large"));
+            let err = invalid("the response head is too large");
+            return Err(ExchangeError::Failed(err));
         }
         buf.reserve(READ_BUFFER_BYTES);
-        if io.read_buf(&mut buf).await? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        let read = match io.read_buf(&mut buf).await {
+            Ok(0) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => Ok(()),
+            Err(err) => Err(err),
+        };
+        match read {
+            Ok(()) => answered = true,
+            Err(err) if answered => return Err(ExchangeError::Failed(err)),
+            Err(err) => return Err(ExchangeError::Unanswered(err)),
         }
     }
 }
@@ -89,9 +130,18 @@ fn encode(request: &Request<Bytes>) -> Vec<u8> {
     out
 }
 
-/// The status, body framing and head length of a complete head at the start of `buf`;
-/// `None` while it is incomplete.
-fn parse_head(buf: &[u8]) -> std::io::Result<Option<(StatusCode, Framing, usize)>> {
+/// What a response head says.
+struct Head {
+    status: StatusCode,
+    framing: Framing,
+    /// HTTP/1.1 without `Connection: close`: the connection may take another request.
+    keep_alive: bool,
+    /// Bytes of the head.
+    len: usize,
+}
+
+/// The complete head at the start of `buf`; `None` while it is incomplete.
+fn parse_head(buf: &[u8]) -> std::io::Result<Option<Head>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     let head_len = match response.parse(buf) {
@@ -105,6 +155,7 @@ fn parse_head(buf: &[u8]) -> std::io::Result<Option<(StatusCode, Framing, usize)
         .ok_or_else(|| invalid("the response status is malformed"))?;
     let mut chunked = false;
     let mut length = None;
+    let mut keep_alive = response.version == Some(1);
     for header in response.headers.iter() {
         if header.name.eq_ignore_ascii_case("transfer-encoding") {
             // Chunked is the last coding when present (RFC 9112 6.1).
@@ -118,6 +169,14 @@ fn parse_head(buf: &[u8]) -> std::io::Result<Option<(StatusCode, Framing, usize)
             let value = std::str::from_utf8(header.value).ok();
             let parsed = value.and_then(|v| v.trim().parse::<u64>().ok());
             length = Some(parsed.ok_or_else(|| invalid("the Content-Length is malformed"))?);
+        } else if header.name.eq_ignore_ascii_case("connection") {
+            let close = header.value.split(|b| *b == b',');
+            if close
+                .into_iter()
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+            {
+                keep_alive = false;
+            }
         }
     }
     // Transfer-Encoding overrides Content-Length (RFC 9112 6.3).
@@ -126,7 +185,12 @@ fn parse_head(buf: &[u8]) -> std::io::Result<Option<(StatusCode, Framing, usize)
         (false, Some(length)) => Framing::Length(length),
         (false, None) => Framing::UntilClose,
     };
-    Ok(Some((status, framing, head_len)))
+    Ok(Some(Head {
+        status,
+        keep_alive: keep_alive && framing != Framing::UntilClose,
+        framing,
+        len: head_len,
+    }))
 }
 
 fn invalid(what: &'static str) -> std::io::Error {
@@ -140,7 +204,10 @@ enum Framing {
     /// Bytes still to come.
     Length(u64),
     UntilClose,
+    /// The body ended as its framing said.
     Done,
+    /// The body broke off or was badly framed; nothing more is read.
+    Broken,
 }
 
 /// Where a chunked body is.
@@ -160,9 +227,12 @@ enum Chunk {
 /// Ends with `None` when the body is complete, with an error when the connection breaks or
 /// sends something that is not HTTP/1.1 framing. Dropping it closes the connection.
 pub struct H1Body {
-    io: TcpStream,
+    /// Always there until `Drop` hands it back.
+    io: Option<TcpStream>,
     buf: BytesMut,
     framing: Framing,
+    keep_alive: bool,
+    give_back: Option<GiveBack>,
 }
 
 impl std::fmt::Debug for H1Body {
@@ -184,9 +254,16 @@ enum Step {
 }
 
 impl H1Body {
+    /// Hands the connection to `give_back` when the body is dropped after a clean end (and
+    /// the upstream did not ask to close it); otherwise it is closed.
+    pub fn on_clean_end(&mut self, give_back: GiveBack) {
+        self.give_back = Some(give_back);
+    }
+
     fn decode(&mut self) -> std::io::Result<Step> {
         let buf = &mut self.buf;
         Ok(match &mut self.framing {
+            Framing::Broken => Step::End,
             Framing::Done | Framing::Length(0) => {
                 self.framing = Framing::Done;
                 Step::End
@@ -263,7 +340,10 @@ impl Stream for H1Body {
             if this.buf.capacity() == this.buf.len() {
                 this.buf.reserve(READ_BUFFER_BYTES);
             }
-            match ready!(poll_read_buf(Pin::new(&mut this.io), cx, &mut this.buf)) {
+            let Some(io) = this.io.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match ready!(poll_read_buf(Pin::new(io), cx, &mut this.buf)) {
                 Ok(0) if this.framing == Framing::UntilClose => {
                     this.framing = Framing::Done;
                     return Poll::Ready(None);
@@ -282,9 +362,45 @@ impl Stream for H1Body {
 impl H1Body {
     /// Ends the body with `err`: nothing more is read.
     fn fail(&mut self, err: std::io::Error) -> UpstreamError {
-        self.framing = Framing::Done;
+        self.framing = Framing::Broken;
         self.buf.clear();
         UpstreamError::Stream(Some(Box::new(err)))
+    }
+}
+
+impl H1Body {
+    /// Whether the body has ended cleanly, reading on without waiting: a relay stops at the
+    /// answer's last event, and the end of the body (a chunked body's last, empty chunk)
+    /// has usually arrived with it or just after.
+    fn ended_without_waiting(&mut self) -> bool {
+        // Bounded: a size line, a CRLF, a few trailer lines.
+        for _ in 0..8 {
+            match self.decode() {
+                Ok(Step::End) => return self.framing == Framing::Done,
+                Ok(Step::Again) => {}
+                Ok(Step::Read) => match self.io.as_ref().map(|io| io.try_read_buf(&mut self.buf)) {
+                    Some(Ok(n)) if n > 0 => {}
+                    _ => return false,
+                },
+                Ok(Step::Data(_)) | Err(_) => return false,
+            }
+        }
+        false
+    }
+}
+
+impl Drop for H1Body {
+    fn drop(&mut self) {
+        let Some(give_back) = self.give_back.take() else {
+            return;
+        };
+        if self.keep_alive
+            && self.ended_without_waiting()
+            && self.buf.is_empty()
+            && let Some(io) = self.io.take()
+        {
+            give_back(io);
+        }
     }
 }
 
@@ -397,7 +513,9 @@ mod tests {
         request
             .headers_mut()
             .insert(HOST, http::HeaderValue::from_static("ai.test"));
-        let err = exchange(io, &request).await.unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        match exchange(io, &request).await.unwrap_err() {
+            ExchangeError::Failed(err) => assert_eq!(err.kind(), std::io::ErrorKind::InvalidData),
+            other => panic!("answered, though not in HTTP: {other:?}"),
+        }
     }
 }

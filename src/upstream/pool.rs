@@ -13,9 +13,43 @@ use std::time::Duration;
 
 use http::uri::{Authority, Scheme, Uri};
 use hyper::client::conn::http1::SendRequest;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::transport::RequestBody;
+
+/// A connection that can wait idle between exchanges.
+pub trait Reusable {
+    /// The upstream closed it (or it can no longer be used at all).
+    fn is_closed(&self) -> bool;
+    /// It can take a request now.
+    fn is_ready(&self) -> bool;
+}
+
+/// hyper's connections (every call but streamed answers over plain HTTP).
+impl Reusable for SendRequest<RequestBody> {
+    fn is_closed(&self) -> bool {
+        SendRequest::is_closed(self)
+    }
+
+    fn is_ready(&self) -> bool {
+        SendRequest::is_ready(self)
+    }
+}
+
+/// The plain connections of streamed answers ([`super::h1_stream`]), kept only after a
+/// response that ended cleanly. Nothing may arrive on one while it is idle: data or an end
+/// (the upstream's idle timeout) makes it unusable. The check costs no system call unless
+/// the socket was reported readable.
+impl Reusable for TcpStream {
+    fn is_closed(&self) -> bool {
+        !matches!(self.try_read(&mut [0u8; 1]), Err(err) if err.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    fn is_ready(&self) -> bool {
+        !Reusable::is_closed(self)
+    }
+}
 
 /// Where a connection goes: a connection is reused only for the same scheme and authority.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,9 +88,9 @@ impl Origin {
     }
 }
 
-struct Idle {
+struct Idle<C> {
     origin: Origin,
-    sender: SendRequest<RequestBody>,
+    conn: C,
     since: Instant,
 }
 
@@ -65,12 +99,12 @@ struct Idle {
 ///
 /// Expiry is checked when a connection is taken: a thread that makes no more calls keeps its
 /// idle connections until the upstream closes them.
-pub struct IdleConnections {
-    idle: RefCell<VecDeque<Idle>>,
+pub struct IdleConnections<C = SendRequest<RequestBody>> {
+    idle: RefCell<VecDeque<Idle<C>>>,
     idle_timeout: Duration,
 }
 
-impl IdleConnections {
+impl<C: Reusable> IdleConnections<C> {
     /// Connections idle for longer than `idle_timeout` are closed instead of reused.
     pub fn new(idle_timeout: Duration) -> Self {
         Self {
@@ -82,33 +116,34 @@ impl IdleConnections {
     /// The most recently used connection to `origin`, if one can take a request now. With one
     /// origin, costs the same however many are idle: expired and closed connections are
     /// dropped (which closes them) from the oldest end, and the newest is tried first.
-    pub fn take(&self, origin: &Origin) -> Option<SendRequest<RequestBody>> {
+    pub fn take(&self, origin: &Origin) -> Option<C> {
         let mut idle = self.idle.borrow_mut();
         let now = Instant::now();
-        while idle.front().is_some_and(|c| {
-            c.sender.is_closed() || now.duration_since(c.since) >= self.idle_timeout
-        }) {
+        while idle
+            .front()
+            .is_some_and(|c| c.conn.is_closed() || now.duration_since(c.since) >= self.idle_timeout)
+        {
             idle.pop_front();
         }
         while let Some(at) = idle.iter().rposition(|c| c.origin == *origin) {
             let candidate = idle.remove(at)?;
             // Only exchanges that are over are kept, so one that cannot take a request now
             // is closing: dropped.
-            if candidate.sender.is_ready() {
-                return Some(candidate.sender);
+            if candidate.conn.is_ready() {
+                return Some(candidate.conn);
             }
         }
         None
     }
 
     /// Keeps a connection whose exchange is over for the next request to `origin`.
-    pub fn put(&self, origin: Origin, sender: SendRequest<RequestBody>) {
-        if sender.is_closed() {
+    pub fn put(&self, origin: Origin, conn: C) {
+        if conn.is_closed() {
             return;
         }
         self.idle.borrow_mut().push_back(Idle {
             origin,
-            sender,
+            conn,
             since: Instant::now(),
         });
     }

@@ -26,10 +26,11 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use thread_local::ThreadLocal;
+use tokio::net::TcpStream;
 use tower::ServiceExt;
 
 use super::error::UpstreamError;
-use super::h1_stream::{self, H1Body};
+use super::h1_stream::{self, ExchangeError, H1Body};
 use super::pool::{IdleConnections, Origin};
 
 /// Any error a request body can end with.
@@ -119,6 +120,8 @@ struct Inner {
     tls: HttpsConnector<HttpConnector>,
     http1: http1::Builder,
     idle: ThreadLocal<IdleConnections>,
+    /// Plain connections of streamed answers ([`Transport::stream`]).
+    streams: ThreadLocal<IdleConnections<TcpStream>>,
 }
 
 impl Transport {
@@ -143,6 +146,7 @@ impl Transport {
                 tls,
                 http1,
                 idle: ThreadLocal::new(),
+                streams: ThreadLocal::new(),
             }),
         }
     }
@@ -184,9 +188,11 @@ impl Transport {
     }
 
     /// Sends `request` (an absolute URL) for a streamed answer and returns its status and
-    /// unread body, whatever the status. Over plain HTTP the exchange gets a connection of
-    /// its own whose body the caller's task reads ([`h1_stream`] says why); over TLS it goes
-    /// through [`Transport::request`].
+    /// unread body, whatever the status. Over plain HTTP the body is read by the caller's
+    /// task ([`h1_stream`] says why), on a connection kept per thread like the others: one
+    /// whose answer ended cleanly is reused, one dropped mid-answer is closed. A reused
+    /// connection that turns out closed before anything was answered gets the request sent
+    /// again on a new one. Over TLS it goes through [`Transport::request`].
     pub async fn stream(
         &self,
         mut request: Request<Bytes>,
@@ -200,14 +206,37 @@ impl Transport {
             return Ok((response.status(), StreamBody::Pooled(response.into_body())));
         }
         to_origin_form(&mut request, &origin)?;
-        // Boxed for the reason `request` boxes its connect.
-        let io = Box::pin(self.inner.plain.clone().oneshot(origin.url()))
-            .await
-            .map_err(|err| TransportError::Connect(err.into()))?;
-        let (status, body) = Box::pin(h1_stream::exchange(io.into_inner(), &request))
-            .await
-            .map_err(TransportError::Exchange)?;
-        Ok((status, StreamBody::Direct(body)))
+        loop {
+            let taken = self.streams().take(&origin);
+            let (io, reused) = match taken {
+                Some(io) => (io, true),
+                // Boxed for the reason `request` boxes its connect.
+                None => {
+                    let io = Box::pin(self.inner.plain.clone().oneshot(origin.url()))
+                        .await
+                        .map_err(|err| TransportError::Connect(err.into()))?;
+                    (io.into_inner(), false)
+                }
+            };
+            match Box::pin(h1_stream::exchange(io, &request)).await {
+                Ok((status, mut body)) => {
+                    let transport = self.clone();
+                    let origin = origin.clone();
+                    body.on_clean_end(Box::new(move |io| transport.streams().put(origin, io)));
+                    return Ok((status, StreamBody::Direct(body)));
+                }
+                // The upstream closed the idle connection as it was taken: nothing of the
+                // request was answered, so it goes on a new connection.
+                Err(ExchangeError::Unanswered(_)) if reused => {}
+                Err(err) => return Err(TransportError::Exchange(err.into_inner())),
+            }
+        }
+    }
+
+    fn streams(&self) -> &IdleConnections<TcpStream> {
+        self.inner
+            .streams
+            .get_or(|| IdleConnections::new(POOL_IDLE_TIMEOUT))
     }
 
     fn idle(&self) -> &IdleConnections {
@@ -441,6 +470,153 @@ mod tests {
         let second = get().await.unwrap();
         second.into_body().collect().await.unwrap();
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    /// A POST for a streamed answer from `url`.
+    fn stream_request(url: &str) -> Request<Bytes> {
+        let mut request = Request::new(Bytes::from_static(b"{}"));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = url.parse().unwrap();
+        request
+    }
+
+    /// All of a streamed answer's data.
+    async fn read_all(body: StreamBody) -> Vec<u8> {
+        use futures_util::StreamExt;
+        let chunks: Vec<Bytes> = body.map(|chunk| chunk.unwrap()).collect().await;
+        chunks.concat()
+    }
+
+    /// Streamed answers over plain HTTP: a connection whose answer was read to its end is
+    /// reused by the next answer; one whose answer was dropped midway is closed, never reused.
+    #[tokio::test]
+    async fn a_streamed_answer_reuses_its_connection_only_after_a_clean_end() {
+        use futures_util::StreamExt;
+
+        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", upstream.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            let app = axum::Router::new()
+                .route(
+                    "/",
+                    axum::routing::post(|| async {
+                        let chunks = ["a", "b"].map(|c| Ok::<_, std::io::Error>(Bytes::from(c)));
+                        axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+                    }),
+                )
+                .route(
+                    "/endless",
+                    axum::routing::post(|| async {
+                        let first = futures_util::stream::iter([Ok::<_, std::io::Error>(
+                            Bytes::from_static(b"a"),
+                        )]);
+                        axum::body::Body::from_stream(first.chain(futures_util::stream::pending()))
+                    }),
+                );
+            serve_counting(upstream, app, counter).await;
+        });
+        let transport = Transport::new(Duration::from_secs(2));
+        for _ in 0..2 {
+            let (status, body) = transport.stream(stream_request(&url)).await.unwrap();
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(read_all(body).await, b"ab");
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "the second answer reused the first's"
+        );
+        let (_, mut body) = transport
+            .stream(stream_request(&format!("{url}endless")))
+            .await
+            .unwrap();
+        assert_eq!(&body.next().await.unwrap().unwrap()[..], b"a");
+        drop(body);
+        let (_, body) = transport.stream(stream_request(&url)).await.unwrap();
+        assert_eq!(read_all(body).await, b"ab");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "a cancelled answer's connection is closed"
+        );
+    }
+
+    /// A relay stops reading at the answer's last event; the body's end, already sent, is
+    /// read when the body is dropped, so the connection is still reused.
+    #[tokio::test]
+    async fn a_streamed_answer_dropped_after_its_last_data_still_gives_its_connection_back() {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+
+        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", upstream.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut tcp, _) = upstream.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            loop {
+                while !request.ends_with(b"\r\n\r\n{}") {
+                    if tcp.read_exact(&mut byte).await.is_err() {
+                        return;
+                    }
+                    request.push(byte[0]);
+                }
+                request.clear();
+                let answer =
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n";
+                tcp.write_all(answer).await.unwrap();
+            }
+        });
+        let transport = Transport::new(Duration::from_secs(2));
+        let (_, mut body) = transport.stream(stream_request(&url)).await.unwrap();
+        assert_eq!(&body.next().await.unwrap().unwrap()[..], b"ab");
+        drop(body);
+        assert_eq!(transport.streams().len(), 1, "given back");
+        let (_, body) = transport.stream(stream_request(&url)).await.unwrap();
+        assert_eq!(
+            read_all(body).await,
+            b"ab",
+            "answered on the same connection"
+        );
+    }
+
+    /// An upstream that closes every connection after its answer: each streamed answer still
+    /// arrives (the idle connection found closed, or the request sent again on a new one).
+    #[tokio::test]
+    async fn streamed_answers_survive_an_upstream_that_closes_every_connection() {
+        use tokio::io::AsyncWriteExt;
+
+        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", upstream.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut tcp, _) = upstream.accept().await.unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut request = Vec::new();
+                let mut byte = [0u8; 1];
+                while !request.ends_with(b"\r\n\r\n{}") {
+                    tcp.read_exact(&mut byte).await.unwrap();
+                    request.push(byte[0]);
+                }
+                tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await
+                    .unwrap();
+                drop(tcp);
+            }
+        });
+        let transport = Transport::new(Duration::from_secs(2));
+        for _ in 0..3 {
+            let (_, body) = transport
+                .stream(stream_request(&url))
+                .await
+                .expect("answered");
+            assert_eq!(read_all(body).await, b"ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
     }
 
     /// An upstream that hangs up after every answer, without saying so (no `Connection:
