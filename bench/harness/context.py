@@ -3,6 +3,7 @@ fresh databases, and the load tools (with the CPU of each contender counted arou
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import threading
@@ -108,9 +109,14 @@ class Context:
         return self._measured(contender, argv, on_all_open)
 
     def _measured(self, contender, argv, on_all_open=None):
-        """Runs a load tool; adds the CPU seconds the contender (and the mock) used meanwhile."""
+        """Runs a load tool; adds the CPU seconds the contender, the mock and the load tool
+        itself used meanwhile, and how busy the whole machine was (`machine_busy`, 0..1 of
+        all CPUs): whether a contender's tail latencies measure it or a machine with no CPU
+        left."""
         procs = {"contender": contender.proc, "mock": self.current_mock}
         before = {k: p.cpu_seconds() for k, p in procs.items() if p is not None}
+        machine_before = _machine_jiffies()
+        children_before = _children_cpu()
         started = time.monotonic()
         child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True)
@@ -133,7 +139,23 @@ class Context:
         result = json.loads(stdout)
         result["cpu_seconds"] = {k: round(p.cpu_seconds() - before[k], 3)
                                  for k, p in procs.items() if p is not None}
+        # The load tool is this process's only child that ends meanwhile.
+        result["cpu_seconds"]["load_tool"] = round(_children_cpu() - children_before, 3)
+        total, idle = (a - b for a, b in zip(_machine_jiffies(), machine_before))
+        result["machine_busy"] = round(1 - idle / total, 3) if total else None
         result["elapsed_secs"] = round(time.monotonic() - started, 3)
         return result
 
     current_mock = None
+
+
+def _machine_jiffies():
+    """(all, idle) CPU time of the whole machine from /proc/stat; idle counts I/O wait."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return sum(fields), fields[3] + fields[4]
+
+
+def _children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

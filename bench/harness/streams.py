@@ -109,13 +109,21 @@ def figures_table(rounds, peers):
                     "contender", other["cpu_seconds"].get("mock", 0.0))
                 other_per_k = other_cpu / max(other["tokens_received"], 1) * 1000
                 peer_ratios.append(ratio(cpu_per_k, other_per_k))
+            # What the rest of the machine spent on the same tokens: the mock (for direct,
+            # already the contender) and the load tool.
+            others = r["cpu_seconds"].get("load_tool", 0.0)
+            if name != "direct":
+                others += r["cpu_seconds"].get("mock", 0.0)
+            busy = r.get("machine_busy")
             rows.append([count, name, ms(ttft["p50_ms"]), ms(ttft["p99_ms"]), signed_ms(add50),
                          signed_ms(add99), ms(gap["p99_ms"]), signed_ms(gap_add),
                          r["frames_lost"], r["streams_failed"], f"{cpu_per_k * 1000:.1f}",
-                         *peer_ratios])
+                         *peer_ratios, f"{others / tokens * 1e6:.1f}",
+                         "–" if busy is None else f"{busy * 100:.0f} %"])
     headers = ["streams", "contender", "TTFT p50", "TTFT p99", "added TTFT p50",
                "added TTFT p99", "gap p99", "added gap p99", "frames lost", "failed streams",
-               "CPU ms / 1k tokens", *[f"CPU × {p}" for p in peers]]
+               "CPU ms / 1k tokens", *[f"CPU × {p}" for p in peers],
+               "mock + load tool CPU ms / 1k tokens", "machine CPU busy"]
     return table(headers, rows)
 
 
