@@ -153,18 +153,18 @@ fn parse_head(buf: &[u8]) -> std::io::Result<Option<Head>> {
         .code
         .and_then(|code| StatusCode::from_u16(code).ok())
         .ok_or_else(|| invalid("the response status is malformed"))?;
-    let mut chunked = false;
+    // `Some(chunked)` once a Transfer-Encoding is seen: chunked only as its last coding.
+    let mut encoding = None;
     let mut length = None;
     let mut keep_alive = response.version == Some(1);
     for header in response.headers.iter() {
         if header.name.eq_ignore_ascii_case("transfer-encoding") {
-            // Chunked is the last coding when present (RFC 9112 6.1).
             let last = header
                 .value
                 .rsplit(|b| *b == b',')
                 .next()
                 .unwrap_or_default();
-            chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
+            encoding = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if header.name.eq_ignore_ascii_case("content-length") {
             let value = std::str::from_utf8(header.value).ok();
             let parsed = value.and_then(|v| v.trim().parse::<u64>().ok());
@@ -179,11 +179,14 @@ fn parse_head(buf: &[u8]) -> std::io::Result<Option<Head>> {
             }
         }
     }
-    // Transfer-Encoding overrides Content-Length (RFC 9112 6.3).
-    let framing = match (chunked, length) {
-        (true, _) => Framing::Chunked(Chunk::Size),
-        (false, Some(length)) => Framing::Length(length),
-        (false, None) => Framing::UntilClose,
+    // RFC 9112 6.3: no body after 204 or 304; Transfer-Encoding overrides Content-Length,
+    // and a response whose last coding is not chunked ends with the connection.
+    let no_body = status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let framing = match (encoding, length) {
+        _ if no_body => Framing::Length(0),
+        (Some(true), _) => Framing::Chunked(Chunk::Size),
+        (Some(false), _) | (None, None) => Framing::UntilClose,
+        (None, Some(length)) => Framing::Length(length),
     };
     Ok(Some(Head {
         status,
@@ -225,7 +228,8 @@ enum Chunk {
 
 /// The body of a response read by [`exchange`]: its data as it arrives, in the polling task.
 /// Ends with `None` when the body is complete, with an error when the connection breaks or
-/// sends something that is not HTTP/1.1 framing. Dropping it closes the connection.
+/// sends something that is not HTTP/1.1 framing. Dropping it before its end closes the
+/// connection.
 pub struct H1Body {
     /// Always there until `Drop` hands it back.
     io: Option<TcpStream>,
@@ -322,6 +326,32 @@ impl H1Body {
             },
         })
     }
+
+    /// Ends the body with `err`: nothing more is read.
+    fn fail(&mut self, err: std::io::Error) -> UpstreamError {
+        self.framing = Framing::Broken;
+        self.buf.clear();
+        UpstreamError::Stream(Some(Box::new(err)))
+    }
+
+    /// Whether the body has ended cleanly, reading on without waiting: a relay stops at the
+    /// answer's last event, and the end of the body (a chunked body's last, empty chunk)
+    /// has usually arrived with it or just after.
+    fn ended_without_waiting(&mut self) -> bool {
+        // Bounded: a size line, a CRLF, a few trailer lines.
+        for _ in 0..8 {
+            match self.decode() {
+                Ok(Step::End) => return self.framing == Framing::Done,
+                Ok(Step::Again) => {}
+                Ok(Step::Read) => match self.io.as_ref().map(|io| io.try_read_buf(&mut self.buf)) {
+                    Some(Ok(n)) if n > 0 => {}
+                    _ => return false,
+                },
+                Ok(Step::Data(_)) | Err(_) => return false,
+            }
+        }
+        false
+    }
 }
 
 impl Stream for H1Body {
@@ -356,36 +386,6 @@ impl Stream for H1Body {
                 Err(err) => return Poll::Ready(Some(Err(this.fail(err)))),
             }
         }
-    }
-}
-
-impl H1Body {
-    /// Ends the body with `err`: nothing more is read.
-    fn fail(&mut self, err: std::io::Error) -> UpstreamError {
-        self.framing = Framing::Broken;
-        self.buf.clear();
-        UpstreamError::Stream(Some(Box::new(err)))
-    }
-}
-
-impl H1Body {
-    /// Whether the body has ended cleanly, reading on without waiting: a relay stops at the
-    /// answer's last event, and the end of the body (a chunked body's last, empty chunk)
-    /// has usually arrived with it or just after.
-    fn ended_without_waiting(&mut self) -> bool {
-        // Bounded: a size line, a CRLF, a few trailer lines.
-        for _ in 0..8 {
-            match self.decode() {
-                Ok(Step::End) => return self.framing == Framing::Done,
-                Ok(Step::Again) => {}
-                Ok(Step::Read) => match self.io.as_ref().map(|io| io.try_read_buf(&mut self.buf)) {
-                    Some(Ok(n)) if n > 0 => {}
-                    _ => return false,
-                },
-                Ok(Step::Data(_)) | Err(_) => return false,
-            }
-        }
-        false
     }
 }
 
@@ -482,6 +482,18 @@ mod tests {
         let (status, items) = against(&[b"HTTP/1.1 503 Busy\r\n\r\nno", b"pe"]).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(data(&items), b"nope");
+        let (_, items) = against(&[
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\nabcd",
+        ])
+        .await;
+        assert_eq!(
+            data(&items),
+            b"abcd",
+            "a last coding other than chunked ends at close"
+        );
+        let (status, items) = against(&[b"HTTP/1.1 204 No Content\r\n\r\nxyz"]).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        assert!(items.is_empty(), "no body after 204: {items:?}");
     }
 
     #[tokio::test]
