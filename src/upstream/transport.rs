@@ -1,5 +1,7 @@
 //! The connections under every upstream call: hyper's HTTP/1.1 client connections, over TLS
-//! for `https` URLs, kept idle per thread between calls ([`super::pool`]).
+//! for `https` URLs, kept idle per thread between calls ([`super::pool`]). Streamed answers
+//! over plain HTTP are the exception: their body is read by the relaying task itself
+//! ([`super::h1_stream`], [`Transport::stream`]), on connections kept the same way.
 //!
 //! hyper's client directly rather than through reqwest, for what was measured with thousands
 //! of open answers: reqwest cannot size a connection's read buffer, so every upstream
