@@ -97,19 +97,36 @@ struct Idle<C> {
 /// One thread's idle connections, oldest first. Only the thread that owns it touches it (see
 /// `Transport`), so a `RefCell` is enough and no call takes a lock.
 ///
-/// Expiry is checked when a connection is taken: a thread that makes no more calls keeps its
-/// idle connections until the upstream closes them.
+/// Expired and closed connections are dropped from the oldest end whenever a connection is
+/// taken or put back, and at most `max_idle` are kept: after a burst of thousands of streams
+/// a thread does not hold a descriptor for each of them, and a plain connection the upstream
+/// closed (which nothing polls while it is idle) is let go as the thread goes on working. A
+/// thread that makes no more calls keeps what it has until then.
 pub struct IdleConnections<C = SendRequest<RequestBody>> {
     idle: RefCell<VecDeque<Idle<C>>>,
     idle_timeout: Duration,
+    max_idle: usize,
 }
 
 impl<C: Reusable> IdleConnections<C> {
-    /// Connections idle for longer than `idle_timeout` are closed instead of reused.
-    pub fn new(idle_timeout: Duration) -> Self {
+    /// Connections idle for longer than `idle_timeout` are closed instead of reused; beyond
+    /// `max_idle`, the oldest is closed.
+    pub fn new(idle_timeout: Duration, max_idle: usize) -> Self {
         Self {
             idle: RefCell::new(VecDeque::new()),
             idle_timeout,
+            max_idle,
+        }
+    }
+
+    /// Drops expired and closed connections from the oldest end.
+    fn sweep(&self, idle: &mut VecDeque<Idle<C>>) {
+        let now = Instant::now();
+        while idle
+            .front()
+            .is_some_and(|c| c.conn.is_closed() || now.duration_since(c.since) >= self.idle_timeout)
+        {
+            idle.pop_front();
         }
     }
 
@@ -118,13 +135,7 @@ impl<C: Reusable> IdleConnections<C> {
     /// dropped (which closes them) from the oldest end, and the newest is tried first.
     pub fn take(&self, origin: &Origin) -> Option<C> {
         let mut idle = self.idle.borrow_mut();
-        let now = Instant::now();
-        while idle
-            .front()
-            .is_some_and(|c| c.conn.is_closed() || now.duration_since(c.since) >= self.idle_timeout)
-        {
-            idle.pop_front();
-        }
+        self.sweep(&mut idle);
         while let Some(at) = idle.iter().rposition(|c| c.origin == *origin) {
             let candidate = idle.remove(at)?;
             // Only exchanges that are over are kept, so one that cannot take a request now
@@ -141,7 +152,12 @@ impl<C: Reusable> IdleConnections<C> {
         if conn.is_closed() {
             return;
         }
-        self.idle.borrow_mut().push_back(Idle {
+        let mut idle = self.idle.borrow_mut();
+        self.sweep(&mut idle);
+        if idle.len() >= self.max_idle {
+            idle.pop_front();
+        }
+        idle.push_back(Idle {
             origin,
             conn,
             since: Instant::now(),
@@ -197,7 +213,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_is_reused_only_for_its_own_origin() {
-        let idle = IdleConnections::new(Duration::from_secs(90));
+        let idle = IdleConnections::new(Duration::from_secs(90), 8);
         let (sender, _peer, _driver) = connection().await;
         idle.put(origin("http://a:1/"), sender);
         assert!(idle.take(&origin("http://b:1/")).is_none());
@@ -207,7 +223,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_connection_idle_too_long_is_closed_not_reused() {
-        let idle = IdleConnections::new(Duration::from_secs(90));
+        let idle = IdleConnections::new(Duration::from_secs(90), 8);
         let (sender, _peer, _driver) = connection().await;
         idle.put(origin("http://a:1/"), sender);
         tokio::time::advance(Duration::from_secs(91)).await;
@@ -215,9 +231,29 @@ mod tests {
         assert_eq!(idle.len(), 0, "dropped");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn at_most_max_idle_are_kept_and_expired_ones_go_when_one_is_put_back() {
+        let idle = IdleConnections::new(Duration::from_secs(90), 2);
+        let mut peers = Vec::new();
+        for _ in 0..3 {
+            let (sender, peer, _driver) = connection().await;
+            peers.push(peer);
+            idle.put(origin("http://a:1/"), sender);
+        }
+        assert_eq!(idle.len(), 2, "the oldest was closed");
+        tokio::time::advance(Duration::from_secs(91)).await;
+        let (sender, _peer, _driver) = connection().await;
+        idle.put(origin("http://a:1/"), sender);
+        assert_eq!(
+            idle.len(),
+            1,
+            "the expired ones went when another was put back"
+        );
+    }
+
     #[tokio::test]
     async fn a_connection_the_upstream_closed_is_dropped() {
-        let idle = IdleConnections::new(Duration::from_secs(90));
+        let idle = IdleConnections::new(Duration::from_secs(90), 8);
         let (sender, peer, driver) = connection().await;
         idle.put(origin("http://a:1/"), sender);
         drop(peer);

@@ -49,6 +49,10 @@ pub const READ_BUFFER_BYTES: usize = 4096;
 /// Idle connections are closed after this long (reqwest's default, kept).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// Most idle connections a thread keeps per kind (hyper's, streamed answers'): enough for
+/// every connection of a burst of a thousand concurrent calls per thread to be reused.
+const POOL_MAX_IDLE: usize = 1024;
+
 /// A request body of known bytes (sent with `Content-Length`).
 pub fn full_body(bytes: Bytes) -> RequestBody {
     Full::new(bytes)
@@ -238,13 +242,13 @@ impl Transport {
     fn streams(&self) -> &IdleConnections<TcpStream> {
         self.inner
             .streams
-            .get_or(|| IdleConnections::new(POOL_IDLE_TIMEOUT))
+            .get_or(|| IdleConnections::new(POOL_IDLE_TIMEOUT, POOL_MAX_IDLE))
     }
 
     fn idle(&self) -> &IdleConnections {
         self.inner
             .idle
-            .get_or(|| IdleConnections::new(POOL_IDLE_TIMEOUT))
+            .get_or(|| IdleConnections::new(POOL_IDLE_TIMEOUT, POOL_MAX_IDLE))
     }
 
     /// Back to the idle connections once the response's body is read: at once when it is
