@@ -478,6 +478,46 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 
+    /// An upstream at the returned URL that reads each request up to `request_end`, answers
+    /// it with `answer` and then, with `hang_up`, closes the connection without saying so;
+    /// and the count of connections it accepted.
+    async fn raw_upstream(
+        request_end: &'static [u8],
+        answer: &'static [u8],
+        hang_up: bool,
+    ) -> (String, Arc<AtomicUsize>) {
+        use tokio::io::AsyncWriteExt;
+
+        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", upstream.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut tcp, _) = upstream.accept().await.unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut byte = [0u8; 1];
+                    loop {
+                        while !request.ends_with(request_end) {
+                            if tcp.read_exact(&mut byte).await.is_err() {
+                                return;
+                            }
+                            request.push(byte[0]);
+                        }
+                        request.clear();
+                        tcp.write_all(answer).await.unwrap();
+                        if hang_up {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, accepted)
+    }
+
     /// A POST for a streamed answer from `url`.
     fn stream_request(url: &str) -> Request<Bytes> {
         let mut request = Request::new(Bytes::from_static(b"{}"));
@@ -554,66 +594,25 @@ mod tests {
     #[tokio::test]
     async fn a_streamed_answer_dropped_after_its_last_data_still_gives_its_connection_back() {
         use futures_util::StreamExt;
-        use tokio::io::AsyncWriteExt;
 
-        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/", upstream.local_addr().unwrap());
-        tokio::spawn(async move {
-            let (mut tcp, _) = upstream.accept().await.unwrap();
-            let mut request = Vec::new();
-            let mut byte = [0u8; 1];
-            loop {
-                while !request.ends_with(b"\r\n\r\n{}") {
-                    if tcp.read_exact(&mut byte).await.is_err() {
-                        return;
-                    }
-                    request.push(byte[0]);
-                }
-                request.clear();
-                let answer =
-                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n";
-                tcp.write_all(answer).await.unwrap();
-            }
-        });
+        let answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n";
+        let (url, accepted) = raw_upstream(b"\r\n\r\n{}", answer, false).await;
         let transport = Transport::new(Duration::from_secs(2));
         let (_, mut body) = transport.stream(stream_request(&url)).await.unwrap();
         assert_eq!(&body.next().await.unwrap().unwrap()[..], b"ab");
         drop(body);
         assert_eq!(transport.streams().len(), 1, "given back");
         let (_, body) = transport.stream(stream_request(&url)).await.unwrap();
-        assert_eq!(
-            read_all(body).await,
-            b"ab",
-            "answered on the same connection"
-        );
+        assert_eq!(read_all(body).await, b"ab");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "on the same connection");
     }
 
     /// An upstream that closes every connection after its answer: each streamed answer still
     /// arrives (the idle connection found closed, or the request sent again on a new one).
     #[tokio::test]
     async fn streamed_answers_survive_an_upstream_that_closes_every_connection() {
-        use tokio::io::AsyncWriteExt;
-
-        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/", upstream.local_addr().unwrap());
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = accepted.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut tcp, _) = upstream.accept().await.unwrap();
-                counter.fetch_add(1, Ordering::SeqCst);
-                let mut request = Vec::new();
-                let mut byte = [0u8; 1];
-                while !request.ends_with(b"\r\n\r\n{}") {
-                    tcp.read_exact(&mut byte).await.unwrap();
-                    request.push(byte[0]);
-                }
-                tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                    .await
-                    .unwrap();
-                drop(tcp);
-            }
-        });
+        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        let (url, accepted) = raw_upstream(b"\r\n\r\n{}", answer, true).await;
         let transport = Transport::new(Duration::from_secs(2));
         for _ in 0..3 {
             let (_, body) = transport
@@ -630,28 +629,8 @@ mod tests {
     /// connection found dead (dropped when taken, or the unsent request sent again).
     #[tokio::test]
     async fn calls_survive_an_upstream_that_closes_every_connection() {
-        use tokio::io::AsyncWriteExt;
-
-        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/", upstream.local_addr().unwrap());
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = accepted.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut tcp, _) = upstream.accept().await.unwrap();
-                counter.fetch_add(1, Ordering::SeqCst);
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    tcp.read_exact(&mut byte).await.unwrap();
-                    head.push(byte[0]);
-                }
-                tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                    .await
-                    .unwrap();
-                drop(tcp);
-            }
-        });
+        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        let (url, accepted) = raw_upstream(b"\r\n\r\n", answer, true).await;
         let transport = Transport::new(Duration::from_secs(2));
         for _ in 0..3 {
             let mut request = Request::new(empty_body());
