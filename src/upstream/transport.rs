@@ -330,14 +330,24 @@ mod tests {
 
     use super::*;
 
-    /// The first bytes an upstream at `scheme://127.0.0.1:port` receives from the transport.
-    async fn first_bytes(scheme: &str) -> [u8; 4] {
+    /// The first bytes an upstream at `scheme://127.0.0.1:port` receives from the transport,
+    /// for a call (`streamed: false`) or a streamed answer.
+    async fn first_bytes(scheme: &str, streamed: bool) -> [u8; 4] {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let mut request = Request::new(empty_body());
-        *request.uri_mut() = format!("{scheme}://127.0.0.1:{port}/x").parse().unwrap();
+        let url = format!(
+            "{scheme}://127.0.0.1:{}/x",
+            listener.local_addr().unwrap().port()
+        );
         let transport = Transport::new(Duration::from_secs(2));
-        let call = tokio::spawn(async move { transport.request(request).await });
+        let call = tokio::spawn(async move {
+            if streamed {
+                transport.stream(stream_request(&url)).await.map(|_| ())
+            } else {
+                let mut request = Request::new(empty_body());
+                *request.uri_mut() = url.parse().unwrap();
+                transport.request(request).await.map(|_| ())
+            }
+        });
         let accepted = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
         let (mut socket, _) = accepted.expect("the transport connected").unwrap();
         let mut first = [0u8; 4];
@@ -663,8 +673,11 @@ mod tests {
 
     #[tokio::test]
     async fn https_urls_get_tls_and_http_urls_plain_http() {
-        let tls = first_bytes("https").await;
-        assert_eq!(tls[0], 0x16, "a TLS handshake record, got {tls:?}");
-        assert_eq!(&first_bytes("http").await, b"GET ");
+        for streamed in [false, true] {
+            let tls = first_bytes("https", streamed).await;
+            assert_eq!(tls[0], 0x16, "a TLS handshake record, got {tls:?}");
+        }
+        assert_eq!(&first_bytes("http", false).await, b"GET ");
+        assert_eq!(&first_bytes("http", true).await, b"POST");
     }
 }
