@@ -4,8 +4,9 @@
 //! its own and hands body chunks over through a one-slot channel, so every token of an
 //! answer woke two tasks (the connection's, twice: once for the chunk and once more when the
 //! chunk was taken) besides the one relaying it. Measured with callgrind on chat streams,
-//! reading the body here instead cut the gateway's instructions per relayed token by 28 %
-//! (BENCHMARKS.md). Here the relay's own poll reads the socket and decodes the chunk in place.
+//! reading the body here instead cut the gateway's instructions per relayed token by about a
+//! quarter (BENCHMARKS.md). Here the relay's own poll reads the socket and decodes the chunk
+//! in place.
 //!
 //! The request is written whole (head and a known body); the response head is parsed with
 //! `httparse` (hyper's own parser), then the body is framed by `Transfer-Encoding: chunked`,
