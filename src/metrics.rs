@@ -5,7 +5,7 @@
 //! paths.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,6 +72,24 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 /// so its cache line travels between cores on every request) and hashes the labels with
 /// SipHash. Bounded like the labels themselves: matched routes, methods, statuses, upstreams.
 type SeriesCache<K, M> = ThreadLocal<RefCell<Vec<(K, M)>>>;
+
+/// This thread's handles to the series that `matches` picks out of `cache`; `make` looks the
+/// series up in the registry (creating it) the first time this thread records into it.
+fn thread_series<'a, K: Send, M: Send>(
+    cache: &'a SeriesCache<K, M>,
+    matches: impl Fn(&K) -> bool,
+    make: impl FnOnce() -> (K, M),
+) -> RefMut<'a, M> {
+    let mut series = cache.get_or_default().borrow_mut();
+    let at = match series.iter().position(|(key, _)| matches(key)) {
+        Some(at) => at,
+        None => {
+            series.push(make());
+            series.len() - 1
+        }
+    };
+    RefMut::map(series, |series| &mut series[at].1)
+}
 
 fn latency_histogram() -> Histogram {
     // 0.5 ms .. ~16 s
@@ -237,27 +255,26 @@ impl Metrics {
     /// One finished HTTP request; `route` is the matched route template.
     pub fn http_request(&self, route: &str, method: &'static str, status: u16, elapsed: Duration) {
         let inner = &*self.inner;
-        let mut series = inner.route_series.get_or_default().borrow_mut();
-        let found = series
-            .iter()
-            .position(|((r, m, s), _)| *s == status && *m == method && r == route);
-        let at = found.unwrap_or_else(|| {
-            let route: Label = Cow::Owned(route.to_owned());
-            let duration = inner.http_duration.get_or_create(&RouteLabel {
-                route: route.clone(),
-            });
-            let requests = inner.http_requests.get_or_create(&HttpLabels {
-                route: route.clone(),
-                method: Cow::Borrowed(method),
-                status,
-            });
-            series.push((
-                (route, method, status),
-                (duration.clone(), requests.clone()),
-            ));
-            series.len() - 1
-        });
-        let (duration, requests) = &series[at].1;
+        let handles = thread_series(
+            &inner.route_series,
+            |(r, m, s)| *s == status && *m == method && r == route,
+            || {
+                let route: Label = Cow::Owned(route.to_owned());
+                let duration = inner.http_duration.get_or_create(&RouteLabel {
+                    route: route.clone(),
+                });
+                let requests = inner.http_requests.get_or_create(&HttpLabels {
+                    route: route.clone(),
+                    method: Cow::Borrowed(method),
+                    status,
+                });
+                (
+                    (route, method, status),
+                    (duration.clone(), requests.clone()),
+                )
+            },
+        );
+        let (duration, requests) = &*handles;
         duration.observe(elapsed.as_secs_f64());
         requests.inc();
     }
@@ -350,22 +367,19 @@ impl Metrics {
     /// One AI service call's duration.
     pub fn upstream_duration(&self, upstream: impl Into<Label>, elapsed: Duration) {
         let upstream = upstream.into();
-        let mut series = self.inner.upstream_series.get_or_default().borrow_mut();
-        let at = match series.iter().position(|(u, _)| *u == upstream) {
-            Some(at) => at,
-            None => {
-                let histogram = self
-                    .inner
-                    .upstream_duration
-                    .get_or_create(&UpstreamLabel {
-                        upstream: upstream.clone(),
-                    })
-                    .clone();
-                series.push((upstream, histogram));
-                series.len() - 1
-            }
-        };
-        series[at].1.observe(elapsed.as_secs_f64());
+        let inner = &*self.inner;
+        let histogram = thread_series(
+            &inner.upstream_series,
+            |u| *u == upstream,
+            || {
+                let label = UpstreamLabel {
+                    upstream: upstream.clone(),
+                };
+                let histogram = inner.upstream_duration.get_or_create(&label).clone();
+                (upstream.clone(), histogram)
+            },
+        );
+        histogram.observe(elapsed.as_secs_f64());
     }
 
     /// Time from request to first token.
@@ -414,8 +428,10 @@ mod tests {
     /// route, or upstream) is a series of its own.
     #[test]
     fn every_threads_requests_land_in_the_same_series() {
-        let metrics = Metrics::new();
+        let mut metrics = Metrics::new();
         let ms = Duration::from_millis(1);
+        // Both threads live until both have recorded: a thread's slot is reused once it exits.
+        let both_recorded = std::sync::Barrier::new(2);
         std::thread::scope(|scope| {
             for _ in 0..2 {
                 scope.spawn(|| {
@@ -424,9 +440,19 @@ mod tests {
                         metrics.upstream_duration("chat", ms);
                     }
                     metrics.http_request("/api/x/{id}", "GET", 404, ms);
+                    both_recorded.wait();
                 });
             }
         });
+        // This thread has recorded nothing; the two that did kept their own handles.
+        assert!(metrics.inner.route_series.get().is_none());
+        let inner = Arc::get_mut(&mut metrics.inner).unwrap();
+        let kept: Vec<usize> = inner
+            .route_series
+            .iter_mut()
+            .map(|series| series.get_mut().len())
+            .collect();
+        assert_eq!(kept, [2, 2], "each thread: the 200 and the 404 series");
         let text = metrics.encode();
         let ok = r#"sluice_http_requests_total{route="/api/x/{id}",method="GET",status="200"}"#;
         assert_eq!(line(&text, ok), format!("{ok} 6"));
