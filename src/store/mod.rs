@@ -9,6 +9,7 @@ mod conversations;
 mod messages;
 mod model;
 mod passages;
+mod patience;
 mod scenarios;
 
 use std::time::Duration;
@@ -22,6 +23,7 @@ pub use model::{
     Conversation, ConversationStatus, HistoryEntry, Message, MessageRole, MessageStatus,
     NewMessage, Page, ProgressUpdate, Scenario, TerminalOutcome,
 };
+pub use patience::while_busy;
 
 /// Failures of the storage layer; mapped to HTTP only in `crate::error`.
 #[derive(Debug, thiserror::Error)]

@@ -9,14 +9,13 @@
 //! pooled connection taken, as when more streams start than the database keeps up with) does
 //! not lose it: the insert is tried again for up to [`STORE_PATIENCE`].
 
-use std::future::Future;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 use crate::ids::{ConversationId, UserId};
-use crate::store::{Message, MessageRole, MessageStatus, NewMessage, Store, StoreError};
+use crate::store::{Message, MessageRole, MessageStatus, NewMessage, Store, while_busy};
 
 /// How long an answer's insert keeps waiting for a busy database before it is given up.
 const STORE_PATIENCE: Duration = Duration::from_secs(30);
@@ -101,93 +100,11 @@ impl AnswerRecord {
     }
 }
 
-/// Runs `op` until it succeeds, fails for another reason than a busy database, or `patience`
-/// has passed. Each try already waited the pool's acquire timeout, so there is no pause
-/// between tries.
-pub(super) async fn while_busy<T, F, Fut>(patience: Duration, mut op: F) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, StoreError>>,
-{
-    let deadline = tokio::time::Instant::now() + patience;
-    loop {
-        match op().await {
-            Err(err) if err.is_busy() && tokio::time::Instant::now() < deadline => {
-                tracing::warn!("database busy; trying again");
-            }
-            result => return result,
-        }
-    }
-}
-
 impl Drop for AnswerRecord {
     fn drop(&mut self) {
         if !self.stored {
             // Detached on purpose: nobody is left to wait for it; the task tracker is.
             drop(self.spawn_insert(MessageStatus::Interrupted));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-    use std::cell::Cell;
-
-    use super::*;
-
-    fn busy() -> StoreError {
-        StoreError::Database(sqlx::Error::PoolTimedOut)
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_busy_database_is_tried_again_until_the_insert_goes_through() {
-        let tries = Cell::new(0);
-        let result = while_busy(STORE_PATIENCE, || {
-            tries.set(tries.get() + 1);
-            let attempt = tries.get();
-            async move {
-                // Each failed try takes the pool's acquire timeout.
-                tokio::time::sleep(Duration::from_secs(3)).await;
-                if attempt < 3 {
-                    Err(busy())
-                } else {
-                    Ok("stored")
-                }
-            }
-        })
-        .await;
-        assert_eq!(result.unwrap(), "stored");
-        assert_eq!(tries.get(), 3);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn other_failures_are_not_tried_again() {
-        let tries = Cell::new(0);
-        let result: Result<(), _> = while_busy(STORE_PATIENCE, || {
-            tries.set(tries.get() + 1);
-            async { Err(StoreError::Corrupt("bad row".into())) }
-        })
-        .await;
-        assert!(matches!(result, Err(StoreError::Corrupt(_))));
-        assert_eq!(tries.get(), 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_database_busy_for_longer_than_the_patience_is_given_up() {
-        let started = tokio::time::Instant::now();
-        let tries = Cell::new(0);
-        let result: Result<(), _> = while_busy(Duration::from_secs(30), || {
-            tries.set(tries.get() + 1);
-            async {
-                tokio::time::sleep(Duration::from_secs(3)).await;
-                Err(busy())
-            }
-        })
-        .await;
-        assert!(result.unwrap_err().is_busy());
-        assert_eq!(tries.get(), 10, "tries started within the 30 s");
-        assert_eq!(started.elapsed(), Duration::from_secs(30));
     }
 }

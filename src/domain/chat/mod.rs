@@ -20,7 +20,7 @@ use crate::error::ErrorCode;
 use crate::ids::{ConversationId, MessageId, UserId};
 use crate::limits::StreamSlot;
 use crate::metrics::Metrics;
-use crate::store::{Message, MessageRole, MessageStatus, NewMessage, Store, TurnStart};
+use crate::store::{Message, MessageRole, MessageStatus, NewMessage, Store, TurnStart, while_busy};
 use crate::upstream::{AiService, CallContext, HistoryMessage};
 
 /// Longest chat message accepted, in characters.
@@ -126,7 +126,7 @@ impl Chat {
         let opened = self
             .store
             .on_home(async move {
-                answer_record::while_busy(START_PATIENCE, || {
+                while_busy(START_PATIENCE, || {
                     store.open_turn(
                         &turn_owner,
                         conversation_id,
