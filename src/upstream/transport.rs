@@ -27,6 +27,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 use thread_local::ThreadLocal;
 use tokio::net::TcpStream;
 use tower::ServiceExt;
@@ -217,12 +218,10 @@ impl Transport {
             let (io, reused) = match taken {
                 Some(io) => (io, true),
                 // Boxed for the reason `request` boxes its connect.
-                None => {
-                    let io = Box::pin(self.inner.plain.clone().oneshot(origin.url()))
-                        .await
-                        .map_err(|err| TransportError::Connect(err.into()))?;
-                    (io.into_inner(), false)
-                }
+                None => (
+                    Box::pin(self.connect_plain(&origin)).await?.into_inner(),
+                    false,
+                ),
             };
             match Box::pin(h1_stream::exchange(io, &request)).await {
                 Ok((status, mut body)) => {
@@ -268,16 +267,19 @@ impl Transport {
     }
 
     async fn connect(&self, origin: &Origin) -> Result<SendRequest<RequestBody>, TransportError> {
-        let url = origin.url();
         let inner = &self.inner;
         if origin.tls {
-            let io = inner.tls.clone().oneshot(url).await;
+            let io = inner.tls.clone().oneshot(origin.url()).await;
             handshake(&inner.http1, io.map_err(TransportError::Connect)?).await
         } else {
-            let io = inner.plain.clone().oneshot(url).await;
-            let io = io.map_err(|err| TransportError::Connect(err.into()))?;
-            handshake(&inner.http1, io).await
+            handshake(&inner.http1, self.connect_plain(origin).await?).await
         }
+    }
+
+    /// A plain TCP connection to `origin` (its connect timeout and `TCP_NODELAY` set).
+    async fn connect_plain(&self, origin: &Origin) -> Result<TokioIo<TcpStream>, TransportError> {
+        let io = self.inner.plain.clone().oneshot(origin.url()).await;
+        io.map_err(|err| TransportError::Connect(err.into()))
     }
 }
 
