@@ -20,7 +20,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::http::call_context::call_context;
 use crate::http::stack::MAX_BODY_BYTES;
 use crate::upstream::CallError;
-use crate::upstream::transport::{RequestBody, empty_body, full_body};
+use crate::upstream::client::OutgoingBody;
 
 const SEARCH_CACHE_TTL: Duration = Duration::from_secs(60);
 /// Largest search response kept in the cache.
@@ -222,9 +222,9 @@ fn stays_under_its_route(path: &str) -> bool {
     })
 }
 
-/// Small bodies of known length are sent in one piece (no chunked encoding for the AI
-/// service to parse); large or unknown-length bodies are streamed, capped at 1 MiB.
-async fn upstream_body(request: Request) -> Result<RequestBody, ApiError> {
+/// Small bodies of known length are sent whole, with the request's head (no chunked encoding
+/// for the AI service to parse); large or unknown-length bodies are streamed, capped at 1 MiB.
+async fn upstream_body(request: Request) -> Result<OutgoingBody, ApiError> {
     const BUFFERED_UP_TO: u64 = 64 * 1024;
     let length = request
         .headers()
@@ -233,8 +233,8 @@ async fn upstream_body(request: Request) -> Result<RequestBody, ApiError> {
         .and_then(|v| v.parse::<u64>().ok());
     let chunked = request.headers().contains_key(header::TRANSFER_ENCODING);
     match length {
-        Some(0) => Ok(empty_body()),
-        None if !chunked => Ok(empty_body()),
+        Some(0) => Ok(OutgoingBody::Whole(Bytes::new())),
+        None if !chunked => Ok(OutgoingBody::Whole(Bytes::new())),
         Some(len) if len <= BUFFERED_UP_TO => {
             let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
                 .await
@@ -244,9 +244,11 @@ async fn upstream_body(request: Request) -> Result<RequestBody, ApiError> {
                         "request body is larger than 1 MiB",
                     )
                 })?;
-            Ok(full_body(bytes))
+            Ok(OutgoingBody::Whole(bytes))
         }
-        _ => Ok(http_body_util::Limited::new(request.into_body(), MAX_BODY_BYTES).boxed_unsync()),
+        _ => Ok(OutgoingBody::Streamed(
+            http_body_util::Limited::new(request.into_body(), MAX_BODY_BYTES).boxed_unsync(),
+        )),
     }
 }
 

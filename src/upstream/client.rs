@@ -25,7 +25,7 @@ use url::Url;
 use super::base_url::BaseUrl;
 use super::byte_stream::{ByteStream, StreamTimeouts};
 use super::error::{STATUS_BODY_LOG_LIMIT, UpstreamError};
-use super::transport::{RequestBody, Transport, empty_body, full_body};
+use super::transport::{RequestBody, StreamBody, Transport, empty_body, full_body};
 
 /// Longest time spent opening a connection, whatever the call timeout: long enough for three
 /// retransmitted SYNs (at 1, 3 and 7 s), which is how an AI service whose accept queue is
@@ -81,6 +81,17 @@ impl fmt::Debug for UpstreamConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .finish()
     }
+}
+
+/// The body of a request given to [`UpstreamClient::send`]. Bytes in hand go out with their
+/// head in one write and the answer is read by the calling task ([`Transport::exchange`]):
+/// no connection task to wake per call, about a tenth fewer instructions per proxied JSON
+/// call. A body still arriving from the browser is streamed on through hyper's client.
+pub enum OutgoingBody {
+    /// The whole body (empty for none).
+    Whole(Bytes),
+    /// A body sent as it arrives.
+    Streamed(RequestBody),
 }
 
 /// Who a call is made for: forwarded as `X-Request-Id` and `X-User-Id` so the AI service can
@@ -216,15 +227,16 @@ impl UpstreamClient {
         )?;
         let body = self
             .within(started + self.call_timeout, async {
-                let (status, body) = self
+                let response = self
                     .http
-                    .stream(request)
+                    .exchange(request)
                     .await
                     .map_err(UpstreamError::from_client)?;
+                let status = response.status();
                 if status.is_success() {
-                    Ok(body)
+                    Ok(response.into_body())
                 } else {
-                    Err(status_error(status, body).await)
+                    Err(status_error(status, response.into_body()).await)
                 }
             })
             .await?;
@@ -242,21 +254,31 @@ impl UpstreamClient {
     /// [`UpstreamClient::body_stream`] so the first-byte budget covers the whole call.
     pub async fn send(
         &self,
-        mut request: Request<RequestBody>,
+        request: Request<OutgoingBody>,
         ctx: &CallContext,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        self.apply_context(request.headers_mut(), ctx);
+    ) -> Result<Response<StreamBody>, UpstreamError> {
+        let (mut parts, body) = request.into_parts();
+        self.apply_context(&mut parts.headers, ctx);
         let deadline = Instant::now() + self.call_timeout;
-        self.within(deadline, self.execute(request)).await
+        self.within(deadline, async {
+            match body {
+                OutgoingBody::Whole(bytes) => self
+                    .http
+                    .exchange(Request::from_parts(parts, bytes))
+                    .await
+                    .map_err(UpstreamError::from_client),
+                OutgoingBody::Streamed(body) => {
+                    let response = self.execute(Request::from_parts(parts, body)).await?;
+                    Ok(response.map(StreamBody::Pooled))
+                }
+            }
+        })
+        .await
     }
 
     /// The body of a response as chunks, with the stream timeouts counted from `call_started`.
-    pub fn body_stream(&self, response: Response<Incoming>, call_started: Instant) -> ByteStream {
-        let chunks = response
-            .into_body()
-            .into_data_stream()
-            .map(|chunk| chunk.map_err(UpstreamError::from_body));
-        ByteStream::new(chunks, call_started, self.stream_timeouts())
+    pub fn body_stream(&self, response: Response<StreamBody>, call_started: Instant) -> ByteStream {
+        ByteStream::new(response.into_body(), call_started, self.stream_timeouts())
     }
 
     fn request(
@@ -459,7 +481,7 @@ mod tests {
         assert_send(client.post_json::<_, serde_json::Value>(&base, "/", &body, &ctx));
         assert_send(client.post_for_status(&base, "/", &body, &ctx));
         assert_send(client.post_stream(&base, "/", &body, &ctx));
-        let mut request = Request::new(empty_body());
+        let mut request = Request::new(OutgoingBody::Whole(Bytes::new()));
         *request.uri_mut() = base.endpoint("/").unwrap();
         assert_send(client.send(request, &ctx));
     }

@@ -1,26 +1,28 @@
-//! A streamed answer over plain HTTP/1.1 whose body is read by the task that consumes it.
+//! An HTTP/1.1 exchange over plain TCP whose response body is read by the task that consumes
+//! it: streamed chat answers and passthrough calls whose body is in hand.
 //!
-//! Why not hyper's client for this one exchange: hyper drives each connection from a task of
-//! its own and hands body chunks over through a one-slot channel, so every token of an
+//! Why not hyper's client for these: hyper drives each connection from a task of its own and
+//! hands the response head and body chunks over through channels, so every token of an
 //! answer woke two tasks (the connection's, twice: once for the chunk and once more when the
-//! chunk was taken) besides the one relaying it. Measured with callgrind on chat streams,
-//! reading the body here instead cut the gateway's instructions per relayed token by about a
-//! quarter (BENCHMARKS.md). Here the relay's own poll reads the socket and decodes the chunk
-//! in place.
+//! chunk was taken) besides the one relaying it, and every proxied call woke the connection's
+//! task to write and again to read. Measured with callgrind (BENCHMARKS.md): reading here
+//! instead cut the gateway's instructions per relayed token by about a quarter and per
+//! passthrough call by about a tenth. Here the caller's own poll writes the request, reads
+//! the socket and decodes in place.
 //!
 //! The request is written whole (head and a known body); the response head is parsed with
 //! `httparse` (hyper's own parser), then the body is framed by `Transfer-Encoding: chunked`,
 //! `Content-Length` or the connection's end. A body dropped before its end closes the
 //! connection, which is how a call is cancelled; one that ended cleanly hands its connection
-//! to [`H1Body::on_clean_end`] for the next answer.
+//! to [`H1Body::on_clean_end`] for the next exchange.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::Stream;
-use http::header::{CONTENT_LENGTH, HOST};
-use http::{Request, StatusCode};
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::io::poll_read_buf;
@@ -66,14 +68,15 @@ impl ExchangeError {
 pub async fn exchange(
     mut io: TcpStream,
     request: &Request<Bytes>,
-) -> Result<(StatusCode, H1Body), ExchangeError> {
+) -> Result<Response<H1Body>, ExchangeError> {
+    let head_request = request.method() == Method::HEAD;
     io.write_all(&encode(request))
         .await
         .map_err(ExchangeError::Unanswered)?;
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
     let mut answered = false;
     loop {
-        if let Some(head) = parse_head(&buf).map_err(ExchangeError::Failed)? {
+        if let Some(head) = parse_head(&buf, head_request).map_err(ExchangeError::Failed)? {
             buf.advance(head.len);
             if head.status.is_informational() {
                 continue;
@@ -85,7 +88,10 @@ pub async fn exchange(
                 keep_alive: head.keep_alive,
                 give_back: None,
             };
-            return Ok((head.status, body));
+            let mut response = Response::new(body);
+            *response.status_mut() = head.status;
+            *response.headers_mut() = head.headers;
+            return Ok(response);
         }
         if buf.len() >= MAX_HEAD_BYTES {
             let err = invalid("the response head is too large");
@@ -109,13 +115,20 @@ pub async fn exchange(
 fn encode(request: &Request<Bytes>) -> Vec<u8> {
     let body = request.body();
     let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let mut out = Vec::with_capacity(256 + body.len());
+    // Sized once: the request line, each header line, the length line and the body.
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    let mut out = Vec::with_capacity(64 + path.len() + headers + body.len());
     out.extend_from_slice(request.method().as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in request.headers() {
-        if name == CONTENT_LENGTH {
+        // The framing is this function's: the body's own length.
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -124,9 +137,18 @@ fn encode(request: &Request<Bytes>) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     debug_assert!(request.headers().contains_key(HOST));
-    out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
+    // As hyper does: an empty body is announced only for methods whose body means something.
+    let method = request.method();
+    if !body.is_empty()
+        || *method == Method::POST
+        || *method == Method::PUT
+        || *method == Method::PATCH
+    {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
     out
 }
@@ -134,6 +156,7 @@ fn encode(request: &Request<Bytes>) -> Vec<u8> {
 /// What a response head says.
 struct Head {
     status: StatusCode,
+    headers: HeaderMap,
     framing: Framing,
     /// HTTP/1.1 without `Connection: close`: the connection may take another request.
     keep_alive: bool,
@@ -141,8 +164,9 @@ struct Head {
     len: usize,
 }
 
-/// The complete head at the start of `buf`; `None` while it is incomplete.
-fn parse_head(buf: &[u8]) -> std::io::Result<Option<Head>> {
+/// The complete head at the start of `buf`; `None` while it is incomplete. The answer to a
+/// `HEAD` request (`head_request`) has no body, whatever its head says.
+fn parse_head(buf: &[u8], head_request: bool) -> std::io::Result<Option<Head>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     let head_len = match response.parse(buf) {
@@ -158,7 +182,16 @@ fn parse_head(buf: &[u8]) -> std::io::Result<Option<Head>> {
     let mut encoding = None;
     let mut length = None;
     let mut keep_alive = response.version == Some(1);
+    let mut map = HeaderMap::with_capacity(response.headers.len());
     for header in response.headers.iter() {
+        let name = HeaderName::from_bytes(header.name.as_bytes());
+        let value = HeaderValue::from_bytes(header.value);
+        match (name, value) {
+            (Ok(name), Ok(value)) => {
+                map.append(name, value);
+            }
+            _ => return Err(invalid("a response header is malformed")),
+        }
         if header.name.eq_ignore_ascii_case("transfer-encoding") {
             let last = header
                 .value
@@ -180,9 +213,10 @@ fn parse_head(buf: &[u8]) -> std::io::Result<Option<Head>> {
             }
         }
     }
-    // RFC 9112 6.3: no body after 204 or 304; Transfer-Encoding overrides Content-Length,
+    // RFC 9112 6.3: no body after a HEAD request, 204 or 304; Transfer-Encoding overrides Content-Length,
     // and a response whose last coding is not chunked ends with the connection.
-    let no_body = status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let no_body =
+        head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let framing = match (encoding, length) {
         _ if no_body => Framing::Length(0),
         (Some(true), _) => Framing::Chunked(Chunk::Size),
@@ -191,6 +225,7 @@ fn parse_head(buf: &[u8]) -> std::io::Result<Option<Head>> {
     };
     Ok(Some(Head {
         status,
+        headers: map,
         keep_alive: keep_alive && framing != Framing::UntilClose,
         framing,
         len: head_len,
@@ -442,8 +477,10 @@ mod tests {
         request
             .headers_mut()
             .insert(HOST, http::HeaderValue::from_static("ai.test"));
-        let (status, body) = exchange(io, &request).await.unwrap();
-        let items: Vec<_> = body
+        let response = exchange(io, &request).await.unwrap();
+        let status = response.status();
+        let items: Vec<_> = response
+            .into_body()
             .map(|item| item.map_err(|err| format!("{err:?}")))
             .collect()
             .await;
@@ -510,6 +547,85 @@ mod tests {
                 .await;
         assert_eq!(items.len(), 2, "{items:?}");
         assert!(items[1].as_ref().unwrap_err().contains("CRLF"));
+    }
+
+    /// Sends `request` to a peer that reads its head (and no body), answers `reply` and keeps
+    /// the connection open; returns what the peer received and the response.
+    async fn head_and_reply(
+        request: Request<Bytes>,
+        reply: &'static [u8],
+    ) -> (String, Response<H1Body>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (sent_tx, sent_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut received = Vec::new();
+            while !received.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                socket.read_exact(&mut byte).await.unwrap();
+                received.push(byte[0]);
+            }
+            socket.write_all(reply).await.unwrap();
+            let _ = sent_tx.send(String::from_utf8(received).unwrap());
+            let _ = socket.read(&mut [0u8; 1]).await;
+        });
+        let io = TcpStream::connect(addr).await.unwrap();
+        let response = exchange(io, &request).await.unwrap();
+        (sent_rx.await.unwrap(), response)
+    }
+
+    fn request(method: http::Method, body: &'static [u8]) -> Request<Bytes> {
+        let mut request = Request::new(Bytes::from_static(body));
+        *request.method_mut() = method;
+        *request.uri_mut() = "/x".parse().unwrap();
+        let headers = request.headers_mut();
+        headers.insert(HOST, http::HeaderValue::from_static("ai.test"));
+        // The caller's framing never reaches the wire: the body's own length does.
+        headers.insert(TRANSFER_ENCODING, http::HeaderValue::from_static("chunked"));
+        headers.insert(CONTENT_LENGTH, http::HeaderValue::from_static("99"));
+        request
+    }
+
+    #[tokio::test]
+    async fn the_answer_keeps_its_headers_and_a_bodiless_request_announces_no_length() {
+        let reply = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Tag: a\r\nx-tag: b\r\nContent-Length: 2\r\n\r\n{}";
+        let (sent, response) = head_and_reply(request(http::Method::GET, b""), reply).await;
+        assert_eq!(sent, "GET /x HTTP/1.1\r\nhost: ai.test\r\n\r\n");
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let tags: Vec<_> = response.headers().get_all("x-tag").iter().collect();
+        assert_eq!(tags, ["a", "b"]);
+        let body: Vec<u8> = response
+            .into_body()
+            .flat_map(|chunk| futures_util::stream::iter(chunk.unwrap()))
+            .collect()
+            .await;
+        assert_eq!(body, b"{}");
+
+        let (sent, _) = head_and_reply(request(http::Method::POST, b""), reply).await;
+        assert!(
+            sent.ends_with("host: ai.test\r\ncontent-length: 0\r\n\r\n"),
+            "{sent}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_answer_to_head_has_no_body_and_leaves_the_connection_reusable() {
+        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n";
+        let (_, mut response) = head_and_reply(request(http::Method::HEAD, b""), reply).await;
+        assert_eq!(response.headers()["content-length"], "5000");
+        let (given_tx, given_rx) = tokio::sync::oneshot::channel();
+        response
+            .body_mut()
+            .on_clean_end(Box::new(move |io| drop(given_tx.send(io))));
+        let mut body = response.into_body();
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), body.next()).await;
+        assert!(
+            next.expect("not waiting for a body").is_none(),
+            "no body after HEAD"
+        );
+        drop(body);
+        assert!(given_rx.await.is_ok(), "the connection was given back");
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! The connections under every upstream call: hyper's HTTP/1.1 client connections, over TLS
-//! for `https` URLs, kept idle per thread between calls ([`super::pool`]). Streamed answers
-//! over plain HTTP are the exception: their body is read by the relaying task itself
-//! ([`super::h1_stream`], [`Transport::stream`]), on connections kept the same way.
+//! for `https` URLs, kept idle per thread between calls ([`super::pool`]). Requests over
+//! plain HTTP whose body is in hand (streamed answers, passthrough calls) are the exception:
+//! the calling task writes them and reads their answer itself ([`super::h1_stream`],
+//! [`Transport::exchange`]), on connections kept the same way.
 //!
 //! hyper's client directly rather than through reqwest, for what was measured with thousands
 //! of open answers: reqwest cannot size a connection's read buffer, so every upstream
@@ -20,7 +21,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use http::header::HOST;
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
@@ -50,7 +51,7 @@ pub const READ_BUFFER_BYTES: usize = 4096;
 /// Idle connections are closed after this long (reqwest's default, kept).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Most idle connections a thread keeps per kind (hyper's, streamed answers'): enough for
+/// Most idle connections a thread keeps per kind (hyper's, exchanges'): enough for
 /// every connection of a burst of a thousand concurrent calls per thread to be reused.
 const POOL_MAX_IDLE: usize = 1024;
 
@@ -127,7 +128,7 @@ struct Inner {
     tls: HttpsConnector<HttpConnector>,
     http1: http1::Builder,
     idle: ThreadLocal<IdleConnections>,
-    /// Plain connections of streamed answers ([`Transport::stream`]).
+    /// Plain connections of exchanges ([`Transport::exchange`]).
     streams: ThreadLocal<IdleConnections<TcpStream>>,
 }
 
@@ -194,23 +195,23 @@ impl Transport {
         }
     }
 
-    /// Sends `request` (an absolute URL) for a streamed answer and returns its status and
-    /// unread body, whatever the status. Over plain HTTP the body is read by the caller's
+    /// Sends `request` (an absolute URL, its body in hand) and returns the response with its
+    /// body unread, whatever the status. Over plain HTTP the body is read by the caller's
     /// task ([`h1_stream`] says why), on a connection kept per thread like the others: one
-    /// whose answer ended cleanly is reused, one dropped mid-answer is closed. A reused
+    /// whose body ended cleanly is reused, one dropped before its end is closed. A reused
     /// connection that turns out closed before anything was answered gets the request sent
     /// again on a new one. Over TLS it goes through [`Transport::request`].
-    pub async fn stream(
+    pub async fn exchange(
         &self,
         mut request: Request<Bytes>,
-    ) -> Result<(StatusCode, StreamBody), TransportError> {
+    ) -> Result<Response<StreamBody>, TransportError> {
         let origin = Origin::of(request.uri()).ok_or(TransportError::BadUrl)?;
         if origin.tls {
             let (parts, body) = request.into_parts();
             let response = self
                 .request(Request::from_parts(parts, full_body(body)))
                 .await?;
-            return Ok((response.status(), StreamBody::Pooled(response.into_body())));
+            return Ok(response.map(StreamBody::Pooled));
         }
         to_origin_form(&mut request, &origin)?;
         loop {
@@ -224,11 +225,13 @@ impl Transport {
                 ),
             };
             match Box::pin(h1_stream::exchange(io, &request)).await {
-                Ok((status, mut body)) => {
+                Ok(mut response) => {
                     let transport = self.clone();
                     let origin = origin.clone();
-                    body.on_clean_end(Box::new(move |io| transport.streams().put(origin, io)));
-                    return Ok((status, StreamBody::Direct(body)));
+                    response
+                        .body_mut()
+                        .on_clean_end(Box::new(move |io| transport.streams().put(origin, io)));
+                    return Ok(response.map(StreamBody::Direct));
                 }
                 // The upstream closed the idle connection as it was taken: nothing of the
                 // request was answered, so it goes on a new connection.
@@ -343,7 +346,7 @@ mod tests {
         let transport = Transport::new(Duration::from_secs(2));
         let call = tokio::spawn(async move {
             if streamed {
-                transport.stream(stream_request(&url)).await.map(|_| ())
+                transport.exchange(stream_request(&url)).await.map(|_| ())
             } else {
                 let mut request = Request::new(empty_body());
                 *request.uri_mut() = url.parse().unwrap();
@@ -577,8 +580,9 @@ mod tests {
         });
         let transport = Transport::new(Duration::from_secs(2));
         for _ in 0..2 {
-            let (status, body) = transport.stream(stream_request(&url)).await.unwrap();
-            assert_eq!(status, StatusCode::OK);
+            let response = transport.exchange(stream_request(&url)).await.unwrap();
+            assert_eq!(response.status(), http::StatusCode::OK);
+            let body = response.into_body();
             assert_eq!(read_all(body).await, b"ab");
         }
         assert_eq!(
@@ -586,13 +590,18 @@ mod tests {
             1,
             "the second answer reused the first's"
         );
-        let (_, mut body) = transport
-            .stream(stream_request(&format!("{url}endless")))
+        let mut body = transport
+            .exchange(stream_request(&format!("{url}endless")))
             .await
-            .unwrap();
+            .unwrap()
+            .into_body();
         assert_eq!(&body.next().await.unwrap().unwrap()[..], b"a");
         drop(body);
-        let (_, body) = transport.stream(stream_request(&url)).await.unwrap();
+        let body = transport
+            .exchange(stream_request(&url))
+            .await
+            .unwrap()
+            .into_body();
         assert_eq!(read_all(body).await, b"ab");
         assert_eq!(
             accepted.load(Ordering::SeqCst),
@@ -610,11 +619,19 @@ mod tests {
         let answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n";
         let (url, accepted) = raw_upstream(b"\r\n\r\n{}", answer, false).await;
         let transport = Transport::new(Duration::from_secs(2));
-        let (_, mut body) = transport.stream(stream_request(&url)).await.unwrap();
+        let mut body = transport
+            .exchange(stream_request(&url))
+            .await
+            .unwrap()
+            .into_body();
         assert_eq!(&body.next().await.unwrap().unwrap()[..], b"ab");
         drop(body);
         assert_eq!(transport.streams().len(), 1, "given back");
-        let (_, body) = transport.stream(stream_request(&url)).await.unwrap();
+        let body = transport
+            .exchange(stream_request(&url))
+            .await
+            .unwrap()
+            .into_body();
         assert_eq!(read_all(body).await, b"ab");
         assert_eq!(accepted.load(Ordering::SeqCst), 1, "on the same connection");
     }
@@ -627,10 +644,11 @@ mod tests {
         let (url, accepted) = raw_upstream(b"\r\n\r\n{}", answer, true).await;
         let transport = Transport::new(Duration::from_secs(2));
         for _ in 0..3 {
-            let (_, body) = transport
-                .stream(stream_request(&url))
+            let body = transport
+                .exchange(stream_request(&url))
                 .await
-                .expect("answered");
+                .expect("answered")
+                .into_body();
             assert_eq!(read_all(body).await, b"ok");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);

@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use sluice::upstream::client::OutgoingBody;
 use sluice::upstream::{
     BaseUrl, BreakerConfig, CallContext, CallError, CircuitBreaker, RetryPolicy, SseLimits,
     UpstreamClient, UpstreamConfig, UpstreamError, retry, sse_events,
@@ -123,26 +124,29 @@ async fn passthrough_replaces_browser_credentials_and_forged_ids() {
         }),
     ))
     .await;
-    let url = base.endpoint("/api/search/x?q=1").unwrap();
-    let mut request = http::Request::new(sluice::upstream::transport::empty_body());
-    *request.uri_mut() = url;
-    let headers = request.headers_mut();
-    headers.insert("authorization", "Bearer browser-jwt".parse().unwrap());
-    headers.insert("x-user-id", "someone-else".parse().unwrap());
-    let anonymous = CallContext {
-        request_id: "req-1".into(),
-        user_id: None,
-    };
-    let response = client().send(request, &anonymous).await.unwrap();
-    assert_eq!(response.status().as_u16(), 418, "statuses pass through");
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let seen: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(seen["authorization"], 1);
-    assert_eq!(seen["bearer"], format!("Bearer {API_KEY}"));
-    assert_eq!(seen["x-user-id"], Value::Null);
+    // Both ways a passthrough body goes: whole with the head, or streamed on.
+    for body in [
+        OutgoingBody::Whole(Bytes::new()),
+        OutgoingBody::Streamed(sluice::upstream::transport::empty_body()),
+    ] {
+        let mut request = http::Request::new(body);
+        *request.uri_mut() = base.endpoint("/api/search/x?q=1").unwrap();
+        let headers = request.headers_mut();
+        headers.insert("authorization", "Bearer browser-jwt".parse().unwrap());
+        headers.insert("x-user-id", "someone-else".parse().unwrap());
+        let anonymous = CallContext {
+            request_id: "req-1".into(),
+            user_id: None,
+        };
+        let response = client().send(request, &anonymous).await.unwrap();
+        assert_eq!(response.status().as_u16(), 418, "statuses pass through");
+        let chunks: Vec<_> = response.into_body().collect().await;
+        let body: Vec<u8> = chunks.into_iter().flat_map(|c| c.unwrap()).collect();
+        let seen: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(seen["authorization"], 1);
+        assert_eq!(seen["bearer"], format!("Bearer {API_KEY}"));
+        assert_eq!(seen["x-user-id"], Value::Null);
+    }
 }
 
 #[tokio::test]
