@@ -122,9 +122,8 @@ pub struct Application {
 impl Application {
     /// Connects, migrates and binds. Redis being down is not fatal (readiness reports it).
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let listener = TcpListener::bind(settings.bind_addr)
-            .await
-            .map_err(|source| StartupError::Bind {
+        let listener =
+            crate::http::server::bind(settings.bind_addr).map_err(|source| StartupError::Bind {
                 addr: settings.bind_addr,
                 source,
             })?;

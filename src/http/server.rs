@@ -21,12 +21,32 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
 use super::shards::Shards;
 use super::stack::App;
+
+/// Connections the kernel may hold ready for `accept` (it caps this at `net.core.somaxconn`,
+/// 4,096 by default). tokio's own bind asks for 1,024: when a burst of clients connects at
+/// once (a load balancer reconnecting, a load tool opening connections while requests queue)
+/// faster than the accept loop drains them, every connection past that had its SYN dropped
+/// and waited a second for the client to send it again. Seen in the benchmark at half of
+/// the passthrough's saturation: hundreds of such retransmitted SYNs in a 10 s run.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as tokio's bind sets).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// Serves `app` on `listener` until `shutdown` fires; then stops accepting, asks every open
 /// connection to close after its current response, and returns once all have closed.
@@ -103,6 +123,30 @@ mod tests {
     use axum::routing::get;
 
     use super::*;
+
+    /// More clients than tokio's default backlog (1,024) connect at once while nothing
+    /// accepts: every one is queued at once, none waits for a retransmitted SYN.
+    #[tokio::test]
+    async fn a_burst_of_connections_beyond_tokios_default_backlog_is_queued_at_once() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connects = (0..1_500).map(|_| {
+            tokio::time::timeout(
+                std::time::Duration::from_millis(800),
+                TcpStream::connect(addr),
+            )
+        });
+        let results = futures_util::future::join_all(connects).await;
+        let waiting = results.iter().filter(|r| r.is_err()).count();
+        let failed: Vec<_> = results
+            .into_iter()
+            .flatten()
+            .filter_map(Result::err)
+            .collect();
+        assert!(failed.is_empty(), "connects failed: {:?}", failed.first());
+        assert_eq!(waiting, 0, "connections left waiting for a SYN retransmit");
+        drop(listener);
+    }
 
     #[tokio::test]
     async fn connections_are_served_on_the_shard_threads() {
