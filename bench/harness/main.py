@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,8 +51,11 @@ def machine():
                     break
     except OSError:
         pass
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=os.path.dirname(os.path.abspath(__file__)))
     return {"cpus": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "commit": commit.stdout.strip() or None}
 
 
 def main():
@@ -87,7 +91,7 @@ def main():
             if not args.smoke:
                 plots.draw(result, args.out)
     header = (f"Machine: {info['cpus']} CPUs ({info['cpu']}), kernel {info['kernel']}, "
-              f"{info['date']}, mode {info['mode']}.")
+              f"{info['date']}, commit {info['commit']}, mode {info['mode']}.")
     with open(os.path.join(args.out, "summary.md"), "w") as f:
         f.write(header + "\n\n" + "\n\n".join(sections) + "\n")
     if failures:
