@@ -25,7 +25,7 @@ use url::Url;
 use super::base_url::BaseUrl;
 use super::byte_stream::{ByteStream, StreamTimeouts};
 use super::error::{STATUS_BODY_LOG_LIMIT, UpstreamError};
-use super::transport::{RequestBody, StreamBody, Transport, empty_body, full_body};
+use super::transport::{RequestBody, Resend, StreamBody, Transport, empty_body, full_body};
 
 /// Longest time spent opening a connection, whatever the call timeout: long enough for three
 /// retransmitted SYNs (at 1, 3 and 7 s), which is how an AI service whose accept queue is
@@ -227,9 +227,12 @@ impl UpstreamClient {
         )?;
         let body = self
             .within(started + self.call_timeout, async {
+                // A chat start is the gateway's own call, not one it relays: sent again when
+                // a reused connection gave nothing back, the upstream most likely never saw
+                // it, and a failed start would fail the user's message.
                 let response = self
                     .http
-                    .exchange(request)
+                    .exchange(request, Resend::IfUnanswered)
                     .await
                     .map_err(UpstreamError::from_client)?;
                 let status = response.status();
@@ -262,11 +265,13 @@ impl UpstreamClient {
         let deadline = Instant::now() + self.call_timeout;
         self.within(deadline, async {
             match body {
-                OutgoingBody::Whole(bytes) => self
-                    .http
-                    .exchange(Request::from_parts(parts, bytes))
-                    .await
-                    .map_err(UpstreamError::from_client),
+                OutgoingBody::Whole(bytes) => {
+                    let resend = Resend::relaying(&parts.method);
+                    self.http
+                        .exchange(Request::from_parts(parts, bytes), resend)
+                        .await
+                        .map_err(UpstreamError::from_client)
+                }
                 OutgoingBody::Streamed(body) => {
                     let response = self.execute(Request::from_parts(parts, body)).await?;
                     Ok(response.map(StreamBody::Pooled))

@@ -45,10 +45,12 @@ pub type GiveBack = Box<dyn FnOnce(TcpStream) + Send>;
 /// Why an exchange got no response head.
 #[derive(Debug)]
 pub enum ExchangeError {
-    /// Not one byte of a response came back: the connection was closed or reset before or
-    /// while the request was written, or before anything was answered. On a reused
-    /// connection this is the upstream having closed it while idle, and the request can go
-    /// on a new one.
+    /// The request could not be written whole (the connection was closed or reset): the
+    /// upstream cannot have acted on it, and it can go on a new connection.
+    Unsent(std::io::Error),
+    /// The request was written whole and not one byte came back. On a reused connection
+    /// this is most likely the upstream having closed it while idle; in a rare race it read
+    /// the request first.
     Unanswered(std::io::Error),
     /// The connection broke, or the head was not HTTP/1.1, after the response began.
     Failed(std::io::Error),
@@ -58,7 +60,7 @@ impl ExchangeError {
     /// The underlying error.
     pub fn into_inner(self) -> std::io::Error {
         match self {
-            Self::Unanswered(err) | Self::Failed(err) => err,
+            Self::Unsent(err) | Self::Unanswered(err) | Self::Failed(err) => err,
         }
     }
 }
@@ -72,7 +74,7 @@ pub async fn exchange(
     let head_request = request.method() == Method::HEAD;
     io.write_all(&encode(request))
         .await
-        .map_err(ExchangeError::Unanswered)?;
+        .map_err(ExchangeError::Unsent)?;
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
     let mut answered = false;
     loop {

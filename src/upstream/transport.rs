@@ -85,6 +85,30 @@ pub enum TransportError {
     BadUrl,
 }
 
+/// Which requests [`Transport::exchange`] sends again on a new connection when the reused
+/// connection it took turns out closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resend {
+    /// Only one that could not be written whole, so the upstream cannot have acted on it: all
+    /// a proxy may do with a request that is not idempotent (RFC 9110, 9.2.2).
+    IfUnsent,
+    /// Also one written whole that got not one byte back: most likely a connection the
+    /// upstream had closed while idle, though in a rare race it read the request first.
+    IfUnanswered,
+}
+
+impl Resend {
+    /// For a request relayed for a client: only what cannot have been acted on is sent
+    /// twice, unless the method says that doing it twice is harmless.
+    pub fn relaying(method: &http::Method) -> Self {
+        if method.is_idempotent() {
+            Self::IfUnanswered
+        } else {
+            Self::IfUnsent
+        }
+    }
+}
+
 /// The body of a streamed answer: read by the consuming task itself over plain HTTP
 /// ([`h1_stream`]), or hyper's body over TLS.
 pub enum StreamBody {
@@ -199,11 +223,13 @@ impl Transport {
     /// body unread, whatever the status. Over plain HTTP the body is read by the caller's
     /// task ([`h1_stream`] says why), on a connection kept per thread like the others: one
     /// whose body ended cleanly is reused, one dropped before its end is closed. A reused
-    /// connection that turns out closed before anything was answered gets the request sent
-    /// again on a new one. Over TLS it goes through [`Transport::request`].
+    /// connection that turns out closed gets the request sent again on a new one as far as
+    /// `resend` allows. Over TLS it goes through [`Transport::request`], which resends only
+    /// what it did not send.
     pub async fn exchange(
         &self,
         mut request: Request<Bytes>,
+        resend: Resend,
     ) -> Result<Response<StreamBody>, TransportError> {
         let origin = Origin::of(request.uri()).ok_or(TransportError::BadUrl)?;
         if origin.tls {
@@ -233,9 +259,9 @@ impl Transport {
                         .on_clean_end(Box::new(move |io| transport.streams().put(origin, io)));
                     return Ok(response.map(StreamBody::Direct));
                 }
-                // The upstream closed the idle connection as it was taken: nothing of the
-                // request was answered, so it goes on a new connection.
-                Err(ExchangeError::Unanswered(_)) if reused => {}
+                // The upstream closed the idle connection as it was taken.
+                Err(ExchangeError::Unsent(_)) if reused => {}
+                Err(ExchangeError::Unanswered(_)) if reused && resend == Resend::IfUnanswered => {}
                 Err(err) => return Err(TransportError::Exchange(err.into_inner())),
             }
         }
@@ -346,7 +372,10 @@ mod tests {
         let transport = Transport::new(Duration::from_secs(2));
         let call = tokio::spawn(async move {
             if streamed {
-                transport.exchange(stream_request(&url)).await.map(|_| ())
+                transport
+                    .exchange(stream_request(&url), Resend::IfUnanswered)
+                    .await
+                    .map(|_| ())
             } else {
                 let mut request = Request::new(empty_body());
                 *request.uri_mut() = url.parse().unwrap();
@@ -580,7 +609,10 @@ mod tests {
         });
         let transport = Transport::new(Duration::from_secs(2));
         for _ in 0..2 {
-            let response = transport.exchange(stream_request(&url)).await.unwrap();
+            let response = transport
+                .exchange(stream_request(&url), Resend::IfUnanswered)
+                .await
+                .unwrap();
             assert_eq!(response.status(), http::StatusCode::OK);
             let body = response.into_body();
             assert_eq!(read_all(body).await, b"ab");
@@ -591,14 +623,17 @@ mod tests {
             "the second answer reused the first's"
         );
         let mut body = transport
-            .exchange(stream_request(&format!("{url}endless")))
+            .exchange(
+                stream_request(&format!("{url}endless")),
+                Resend::IfUnanswered,
+            )
             .await
             .unwrap()
             .into_body();
         assert_eq!(&body.next().await.unwrap().unwrap()[..], b"a");
         drop(body);
         let body = transport
-            .exchange(stream_request(&url))
+            .exchange(stream_request(&url), Resend::IfUnanswered)
             .await
             .unwrap()
             .into_body();
@@ -620,7 +655,7 @@ mod tests {
         let (url, accepted) = raw_upstream(b"\r\n\r\n{}", answer, false).await;
         let transport = Transport::new(Duration::from_secs(2));
         let mut body = transport
-            .exchange(stream_request(&url))
+            .exchange(stream_request(&url), Resend::IfUnanswered)
             .await
             .unwrap()
             .into_body();
@@ -628,12 +663,62 @@ mod tests {
         drop(body);
         assert_eq!(transport.streams().len(), 1, "given back");
         let body = transport
-            .exchange(stream_request(&url))
+            .exchange(stream_request(&url), Resend::IfUnanswered)
             .await
             .unwrap()
             .into_body();
         assert_eq!(read_all(body).await, b"ab");
         assert_eq!(accepted.load(Ordering::SeqCst), 1, "on the same connection");
+    }
+
+    /// An upstream that answers the first request on each connection and, on the first
+    /// connection, reads the second one whole and hangs up without a word: a request a
+    /// proxy may not send again unless its method allows (RFC 9110, 9.2.2).
+    #[tokio::test]
+    async fn a_request_read_and_left_unanswered_is_sent_again_only_when_allowed() {
+        use tokio::io::AsyncWriteExt;
+
+        for (resend, answered) in [(Resend::IfUnsent, false), (Resend::IfUnanswered, true)] {
+            let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/", upstream.local_addr().unwrap());
+            let requests = Arc::new(AtomicUsize::new(0));
+            let seen = requests.clone();
+            tokio::spawn(async move {
+                for connection in 0.. {
+                    let (mut tcp, _) = upstream.accept().await.unwrap();
+                    let seen = seen.clone();
+                    tokio::spawn(async move {
+                        for exchange in 0.. {
+                            let mut request = Vec::new();
+                            let mut byte = [0u8; 1];
+                            while !request.ends_with(b"\r\n\r\n{}") {
+                                if tcp.read_exact(&mut byte).await.is_err() {
+                                    return;
+                                }
+                                request.push(byte[0]);
+                            }
+                            seen.fetch_add(1, Ordering::SeqCst);
+                            if connection == 0 && exchange == 1 {
+                                return;
+                            }
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            tcp.write_all(answer).await.unwrap();
+                        }
+                    });
+                }
+            });
+            let transport = Transport::new(Duration::from_secs(2));
+            let first = transport.exchange(stream_request(&url), resend).await;
+            assert_eq!(read_all(first.unwrap().into_body()).await, b"ok");
+            let second = transport.exchange(stream_request(&url), resend).await;
+            if answered {
+                assert_eq!(read_all(second.unwrap().into_body()).await, b"ok");
+                assert_eq!(requests.load(Ordering::SeqCst), 3, "sent again");
+            } else {
+                assert!(second.is_err(), "not sent again");
+                assert_eq!(requests.load(Ordering::SeqCst), 2);
+            }
+        }
     }
 
     /// An upstream that closes every connection after its answer: each streamed answer still
@@ -645,7 +730,7 @@ mod tests {
         let transport = Transport::new(Duration::from_secs(2));
         for _ in 0..3 {
             let body = transport
-                .exchange(stream_request(&url))
+                .exchange(stream_request(&url), Resend::IfUnanswered)
                 .await
                 .expect("answered")
                 .into_body();
@@ -670,6 +755,23 @@ mod tests {
             assert_eq!(&body[..], b"ok");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_relayed_request_is_sent_twice_only_when_its_method_is_idempotent() {
+        use http::Method;
+        for method in [Method::POST, Method::PATCH, Method::CONNECT] {
+            assert_eq!(Resend::relaying(&method), Resend::IfUnsent, "{method}");
+        }
+        for method in [
+            Method::GET,
+            Method::HEAD,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ] {
+            assert_eq!(Resend::relaying(&method), Resend::IfUnanswered, "{method}");
+        }
     }
 
     #[test]
