@@ -109,8 +109,9 @@ impl Resend {
     }
 }
 
-/// The body of a streamed answer: read by the consuming task itself over plain HTTP
-/// ([`h1_stream`]), or hyper's body over TLS.
+/// The body of a response to [`Transport::exchange`]: read by the consuming task itself over
+/// plain HTTP ([`h1_stream`]), or hyper's body over TLS (and for passthrough bodies streamed
+/// on, [`super::client::OutgoingBody::Streamed`]).
 pub enum StreamBody {
     /// Plain HTTP: one connection, read where the body is polled.
     Direct(H1Body),
