@@ -114,6 +114,40 @@ async fn passthrough_keeps_status_body_and_safe_headers_only() {
     assert_problem(anonymous, 401, "unauthorized").await;
 }
 
+/// A HEAD (its answer has a length and no body) and a body too large to hold, streamed on to
+/// the AI service, both pass through.
+#[tokio::test]
+async fn head_answers_and_large_bodies_pass_through() {
+    let up = Upstream::default();
+    let url = start(up.clone()).await;
+    let app = spawn_app(&[("AI_SERVICE_URL", &url), ("AI_API_KEY", "upstream-key-123")]).await;
+    let token = app.token("proxy-user");
+    for _ in 0..2 {
+        let head = app
+            .client
+            .head(app.at("/api/ai/echo"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), 201);
+        assert_eq!(head.headers()["x-upstream"], "kept");
+        assert!(head.bytes().await.unwrap().is_empty());
+    }
+    let large = "x".repeat(100 * 1024);
+    let response = app
+        .client
+        .post(app.at("/api/ai/echo"))
+        .bearer_auth(&token)
+        .body(large.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["echo"], large);
+}
+
 /// The status line of a request sent with `path` exactly as given (HTTP clients resolve dot
 /// segments before sending; an attacker's need not).
 async fn raw_get_status(addr: std::net::SocketAddr, path: &str, token: &str) -> String {
