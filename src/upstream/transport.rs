@@ -523,28 +523,46 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 
-    /// An upstream at the returned URL that reads each request up to `request_end`, answers
-    /// it with `answer` and then, with `hang_up`, closes the connection without saying so;
-    /// and the count of connections it accepted.
+    /// When a [`raw_upstream`] closes a connection without saying so.
+    #[derive(Clone, Copy)]
+    enum HangUp {
+        /// Never: every request is answered and the connection kept.
+        Never,
+        /// After answering each connection's first request.
+        AfterEachAnswer,
+        /// On the first connection's second request, read whole and not answered.
+        OnSecondRequest,
+    }
+
+    /// An upstream at `url` that reads each request up to `request_end` and answers it with
+    /// `answer`, hanging up as `hang_up` says; it counts the connections it accepted and the
+    /// requests it read.
+    struct RawUpstream {
+        url: String,
+        accepted: Arc<AtomicUsize>,
+        requests: Arc<AtomicUsize>,
+    }
+
     async fn raw_upstream(
         request_end: &'static [u8],
         answer: &'static [u8],
-        hang_up: bool,
-    ) -> (String, Arc<AtomicUsize>) {
+        hang_up: HangUp,
+    ) -> RawUpstream {
         use tokio::io::AsyncWriteExt;
 
         let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/", upstream.local_addr().unwrap());
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = accepted.clone();
+        let (accepted, requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (connections, read) = (accepted.clone(), requests.clone());
         tokio::spawn(async move {
             loop {
                 let (mut tcp, _) = upstream.accept().await.unwrap();
-                counter.fetch_add(1, Ordering::SeqCst);
+                let connection = connections.fetch_add(1, Ordering::SeqCst);
+                let read = read.clone();
                 tokio::spawn(async move {
                     let mut request = Vec::new();
                     let mut byte = [0u8; 1];
-                    loop {
+                    for exchange in 0.. {
                         while !request.ends_with(request_end) {
                             if tcp.read_exact(&mut byte).await.is_err() {
                                 return;
@@ -552,15 +570,35 @@ mod tests {
                             request.push(byte[0]);
                         }
                         request.clear();
+                        read.fetch_add(1, Ordering::SeqCst);
+                        if matches!(hang_up, HangUp::OnSecondRequest)
+                            && (connection, exchange) == (0, 1)
+                        {
+                            return;
+                        }
                         tcp.write_all(answer).await.unwrap();
-                        if hang_up {
+                        if matches!(hang_up, HangUp::AfterEachAnswer) {
                             return;
                         }
                     }
                 });
             }
         });
-        (url, accepted)
+        RawUpstream {
+            url,
+            accepted,
+            requests,
+        }
+    }
+
+    /// The body of a streamed answer from `url` (sent again if a reused connection left it
+    /// unanswered, as chat starts are).
+    async fn answer_body(transport: &Transport, url: &str) -> StreamBody {
+        transport
+            .exchange(stream_request(url), Resend::IfUnanswered)
+            .await
+            .expect("answered")
+            .into_body()
     }
 
     /// A POST for a streamed answer from `url`.
@@ -623,22 +661,10 @@ mod tests {
             1,
             "the second answer reused the first's"
         );
-        let mut body = transport
-            .exchange(
-                stream_request(&format!("{url}endless")),
-                Resend::IfUnanswered,
-            )
-            .await
-            .unwrap()
-            .into_body();
+        let mut body = answer_body(&transport, &format!("{url}endless")).await;
         assert_eq!(&body.next().await.unwrap().unwrap()[..], b"a");
         drop(body);
-        let body = transport
-            .exchange(stream_request(&url), Resend::IfUnanswered)
-            .await
-            .unwrap()
-            .into_body();
-        assert_eq!(read_all(body).await, b"ab");
+        assert_eq!(read_all(answer_body(&transport, &url).await).await, b"ab");
         assert_eq!(
             accepted.load(Ordering::SeqCst),
             2,
@@ -653,71 +679,41 @@ mod tests {
         use futures_util::StreamExt;
 
         let answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n";
-        let (url, accepted) = raw_upstream(b"\r\n\r\n{}", answer, false).await;
+        let upstream = raw_upstream(b"\r\n\r\n{}", answer, HangUp::Never).await;
         let transport = Transport::new(Duration::from_secs(2));
-        let mut body = transport
-            .exchange(stream_request(&url), Resend::IfUnanswered)
-            .await
-            .unwrap()
-            .into_body();
+        let mut body = answer_body(&transport, &upstream.url).await;
         assert_eq!(&body.next().await.unwrap().unwrap()[..], b"ab");
         drop(body);
         assert_eq!(transport.streams().len(), 1, "given back");
-        let body = transport
-            .exchange(stream_request(&url), Resend::IfUnanswered)
-            .await
-            .unwrap()
-            .into_body();
+        let body = answer_body(&transport, &upstream.url).await;
         assert_eq!(read_all(body).await, b"ab");
-        assert_eq!(accepted.load(Ordering::SeqCst), 1, "on the same connection");
+        let accepted = upstream.accepted.load(Ordering::SeqCst);
+        assert_eq!(accepted, 1, "on the same connection");
     }
 
-    /// An upstream that answers the first request on each connection and, on the first
-    /// connection, reads the second one whole and hangs up without a word: a request a
-    /// proxy may not send again unless its method allows (RFC 9110, 9.2.2).
+    /// An upstream that reads the second request on a reused connection whole and hangs up
+    /// without a word: a request a proxy may not send again unless its method allows (RFC
+    /// 9110, 9.2.2).
     #[tokio::test]
     async fn a_request_read_and_left_unanswered_is_sent_again_only_when_allowed() {
-        use tokio::io::AsyncWriteExt;
-
+        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
         for (resend, answered) in [(Resend::IfUnsent, false), (Resend::IfUnanswered, true)] {
-            let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let url = format!("http://{}/", upstream.local_addr().unwrap());
-            let requests = Arc::new(AtomicUsize::new(0));
-            let seen = requests.clone();
-            tokio::spawn(async move {
-                for connection in 0.. {
-                    let (mut tcp, _) = upstream.accept().await.unwrap();
-                    let seen = seen.clone();
-                    tokio::spawn(async move {
-                        for exchange in 0.. {
-                            let mut request = Vec::new();
-                            let mut byte = [0u8; 1];
-                            while !request.ends_with(b"\r\n\r\n{}") {
-                                if tcp.read_exact(&mut byte).await.is_err() {
-                                    return;
-                                }
-                                request.push(byte[0]);
-                            }
-                            seen.fetch_add(1, Ordering::SeqCst);
-                            if connection == 0 && exchange == 1 {
-                                return;
-                            }
-                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                            tcp.write_all(answer).await.unwrap();
-                        }
-                    });
-                }
-            });
+            let upstream = raw_upstream(b"\r\n\r\n{}", answer, HangUp::OnSecondRequest).await;
             let transport = Transport::new(Duration::from_secs(2));
-            let first = transport.exchange(stream_request(&url), resend).await;
+            let first = transport
+                .exchange(stream_request(&upstream.url), resend)
+                .await;
             assert_eq!(read_all(first.unwrap().into_body()).await, b"ok");
-            let second = transport.exchange(stream_request(&url), resend).await;
+            let second = transport
+                .exchange(stream_request(&upstream.url), resend)
+                .await;
+            let requests = upstream.requests.load(Ordering::SeqCst);
             if answered {
                 assert_eq!(read_all(second.unwrap().into_body()).await, b"ok");
-                assert_eq!(requests.load(Ordering::SeqCst), 3, "sent again");
+                assert_eq!(requests, 3, "sent again");
             } else {
                 assert!(second.is_err(), "not sent again");
-                assert_eq!(requests.load(Ordering::SeqCst), 2);
+                assert_eq!(requests, 2);
             }
         }
     }
@@ -727,17 +723,13 @@ mod tests {
     #[tokio::test]
     async fn streamed_answers_survive_an_upstream_that_closes_every_connection() {
         let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-        let (url, accepted) = raw_upstream(b"\r\n\r\n{}", answer, true).await;
+        let upstream = raw_upstream(b"\r\n\r\n{}", answer, HangUp::AfterEachAnswer).await;
         let transport = Transport::new(Duration::from_secs(2));
         for _ in 0..3 {
-            let body = transport
-                .exchange(stream_request(&url), Resend::IfUnanswered)
-                .await
-                .expect("answered")
-                .into_body();
+            let body = answer_body(&transport, &upstream.url).await;
             assert_eq!(read_all(body).await, b"ok");
         }
-        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        assert_eq!(upstream.accepted.load(Ordering::SeqCst), 3);
     }
 
     /// An upstream that hangs up after every answer, without saying so (no `Connection:
@@ -746,16 +738,16 @@ mod tests {
     #[tokio::test]
     async fn calls_survive_an_upstream_that_closes_every_connection() {
         let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-        let (url, accepted) = raw_upstream(b"\r\n\r\n", answer, true).await;
+        let upstream = raw_upstream(b"\r\n\r\n", answer, HangUp::AfterEachAnswer).await;
         let transport = Transport::new(Duration::from_secs(2));
         for _ in 0..3 {
             let mut request = Request::new(empty_body());
-            *request.uri_mut() = url.parse().unwrap();
+            *request.uri_mut() = upstream.url.parse().unwrap();
             let response = transport.request(request).await.expect("answered");
             let body = response.into_body().collect().await.unwrap().to_bytes();
             assert_eq!(&body[..], b"ok");
         }
-        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        assert_eq!(upstream.accepted.load(Ordering::SeqCst), 3);
     }
 
     #[test]
