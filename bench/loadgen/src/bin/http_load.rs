@@ -57,6 +57,26 @@ struct Tally {
     errors: BTreeMap<String, u64>,
     first_measured: Option<Instant>,
     last_done: Option<Instant>,
+    /// Per [`WINDOW`] of due time since the start: requests, how many took over [`SLOW`],
+    /// and the slowest one. Tells a tail made by one stall from one spread over the run.
+    windows: BTreeMap<u64, Window>,
+    /// Where the windows are counted from: the first finished request's due time.
+    origin: Option<Instant>,
+}
+
+/// The span a [`Window`] covers.
+const WINDOW: Duration = Duration::from_millis(100);
+/// A request slower than this counts as slow in its [`Window`].
+const SLOW: Duration = Duration::from_millis(5);
+
+/// Requests due within one [`WINDOW`].
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+struct Window {
+    /// Milliseconds from the first finished request's due time to the window's start.
+    at_ms: u64,
+    requests: u64,
+    slow: u64,
+    max_ms: f64,
 }
 
 impl Tally {
@@ -69,6 +89,12 @@ impl Tally {
             }
             Err(kind) => *self.errors.entry(kind).or_default() += 1,
         }
+        let origin = *self.origin.get_or_insert(due);
+        let index = (due.saturating_duration_since(origin).as_millis() / WINDOW.as_millis()) as u64;
+        let window = self.windows.entry(index).or_default();
+        window.requests += 1;
+        window.slow += u64::from(done - due > SLOW);
+        window.max_ms = window.max_ms.max((done - due).as_secs_f64() * 1e3);
         self.first_measured = Some(self.first_measured.map_or(due, |first| first.min(due)));
         self.last_done = Some(self.last_done.map_or(done, |last| last.max(done)));
     }
@@ -85,7 +111,12 @@ struct Report {
     dropped: u64,
     throughput_rps: f64,
     latency: Summary,
+    /// The windows with the most slow requests (at most [`WORST_WINDOWS`]), in time order.
+    worst_windows: Vec<Window>,
 }
+
+/// How many windows [`Report::worst_windows`] lists.
+const WORST_WINDOWS: usize = 10;
 
 #[tokio::main]
 async fn main() {
@@ -126,8 +157,21 @@ async fn run(args: Args) -> Result<Report, String> {
         (Some(first), Some(last)) if last > first => (last - first).as_secs_f64(),
         _ => measured.as_secs_f64(),
     };
+    let mut worst: Vec<Window> = tally
+        .windows
+        .iter()
+        .filter(|(_, w)| w.slow > 0)
+        .map(|(&index, w)| Window {
+            at_ms: index * WINDOW.as_millis() as u64,
+            ..*w
+        })
+        .collect();
+    worst.sort_by_key(|w| std::cmp::Reverse(w.slow));
+    worst.truncate(WORST_WINDOWS);
+    worst.sort_by_key(|w| w.at_ms);
     Ok(Report {
         mode,
+        worst_windows: worst,
         target_rate: args.rate,
         connections: args.connections,
         duration_secs: args.duration_secs,
