@@ -322,8 +322,7 @@ async fn start_simulator(
     } else {
         gateway_addr.ip().to_string()
     };
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
+    let listener = crate::sim::listen(SocketAddr::from(([127, 0, 0, 1], 0)))
         .map_err(|e| StartupError::Ai(e.to_string()))?;
     let config = MockAiConfig {
         bind: listener

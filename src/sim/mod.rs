@@ -35,4 +35,4 @@ pub use config::{
 pub use error::SimError;
 pub use fault_reply::{INTERNAL_ERROR_DETAIL, LEAK_CANARY};
 pub use routes::openai::MOCK_MODEL;
-pub use server::{MockAiHandle, run, spawn};
+pub use server::{MockAiHandle, listen, run, spawn};

@@ -94,15 +94,20 @@ pub async fn spawn(listener: TcpListener, config: MockAiConfig) -> Result<MockAi
 
 /// Runs in the foreground until SIGINT/SIGTERM (for the `sluice mock-ai` command).
 pub async fn run(config: MockAiConfig) -> Result<(), SimError> {
-    let addr = config.bind;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| SimError::Bind { addr, source })?;
+    let listener = listen(config.bind)?;
     let handle = spawn(listener, config).await?;
     stop_signal().await?;
     tracing::info!("mock-ai: shutting down");
     handle.shutdown().await;
     Ok(())
+}
+
+/// The mock's listener, with the gateway's accept queue ([`crate::http::server::bind`]): a
+/// real AI service's server does not drop connections that arrive in a burst, so the mock
+/// must not either (tokio's own bind queues only 128, and a gateway opening connections in
+/// a burst would wait a second for every one past that).
+pub fn listen(addr: SocketAddr) -> Result<TcpListener, SimError> {
+    crate::http::server::bind(addr).map_err(|source| SimError::Bind { addr, source })
 }
 
 /// Resolves on the first SIGINT or SIGTERM.
@@ -119,5 +124,20 @@ async fn stop_signal() -> Result<(), SimError> {
     #[cfg(not(unix))]
     {
         tokio::signal::ctrl_c().await.map_err(SimError::Signal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::http::server::connects_left_waiting;
+
+    #[tokio::test]
+    async fn the_mock_queues_a_burst_of_connections_as_a_real_service_does() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let waiting = connects_left_waiting(listener.local_addr().unwrap(), 1_500).await;
+        assert_eq!(waiting, 0, "connections left waiting for a SYN retransmit");
     }
 }
