@@ -116,6 +116,7 @@ class Context:
         procs = {"contender": contender.proc, "mock": self.current_mock}
         before = {k: p.cpu_seconds() for k, p in procs.items() if p is not None}
         machine_before = _machine_jiffies()
+        overflows_before = _listen_overflows()
         children_before = _children_cpu()
         started = time.monotonic()
         child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -143,10 +144,25 @@ class Context:
         result["cpu_seconds"]["load_tool"] = round(_children_cpu() - children_before, 3)
         total, idle = (a - b for a, b in zip(_machine_jiffies(), machine_before))
         result["machine_busy"] = round(1 - idle / total, 3) if total else None
+        # Machine-wide, so every listener's: with the contenders run one at a time, those of
+        # the contender in front and of the mock behind it.
+        result["listen_overflows"] = _listen_overflows() - overflows_before
         result["elapsed_secs"] = round(time.monotonic() - started, 3)
         return result
 
     current_mock = None
+
+
+def _listen_overflows():
+    """Connections dropped at a full accept queue, machine-wide (each client waits a second
+    for its SYN to be resent), from /proc/net/netstat."""
+    with open("/proc/net/netstat") as f:
+        lines = f.read().splitlines()
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            row = dict(zip(names.split()[1:], values.split()[1:]))
+            return int(row.get("ListenOverflows", 0))
+    return 0
 
 
 def _machine_jiffies():

@@ -59,6 +59,17 @@ def run(ctx):
     return result
 
 
+def worst_window(run):
+    """The window of `run` with the most slow requests, as `slow / sent, max`."""
+    windows = run.get("worst_windows")
+    if windows is None:
+        return "–"
+    if not windows:
+        return "none slow"
+    w = max(windows, key=lambda w: w["slow"])
+    return f"{w['slow']} / {w['requests']}, {w['max_ms']:.0f}"
+
+
 def median_round(runs, key):
     """The round in the middle when `runs` are ordered by `key`."""
     return sorted(runs, key=key)[len(runs) // 2]
@@ -106,7 +117,13 @@ def markdown(result):
                          ms(r["latency"]["p99_ms"]), signed_ms(added50), signed_ms(added99),
                          sum(run["dropped"] for run in runs),
                          sum(sum(run["errors"].values()) for run in runs),
-                         " / ".join(ms(run["latency"]["p99_ms"]) for run in runs)])
+                         " / ".join(ms(run["latency"]["p99_ms"]) for run in runs),
+                         worst_window(r)])
     out.append(table(["rate", "contender", "done/s", "p50 ms", "p99 ms", "added p50",
-                      "added p99", "dropped", "errors", "p99 of each round"], rows))
+                      "added p99", "dropped", "errors", "p99 of each round",
+                      "worst 100 ms: slow / sent, max ms"], rows))
+    out.append("")
+    out.append("\"Worst 100 ms\" is the median round's 100 ms of send times with the most "
+               "requests over 5 ms: one stall shows as most of a window's requests slow, a "
+               "tail spread over the run as a few in each.")
     return "\n".join(out)
