@@ -13,9 +13,9 @@
 //!
 //! Everything else (Redis, the progress fan-out, background jobs) stays on the main runtime;
 //! tokio's channels, timers and sockets work across runtimes. Database statements run where
-//! they are awaited: the streams' hot ones (stream starts, answer inserts) are handed to the
-//! main runtime (`Store::on_home`), and a pooled connection keeps the reactor of whichever
-//! runtime opened it.
+//! they are awaited: answer inserts are handed to the main runtime (`Store::on_home`), and
+//! so are stream starts once the pool runs low (`Store::near_or_home`); a pooled connection
+//! keeps the reactor of whichever runtime opened it.
 //!
 //! Each thread also keeps a [`PACEMAKER`] timer armed. tokio wakes its own event loop (an
 //! `eventfd` write, then an extra `epoll_wait` turn) whenever a new timer is due before every

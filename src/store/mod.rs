@@ -62,6 +62,13 @@ pub enum Backend {
     Postgres,
 }
 
+/// Idle pooled connections below which [`Store::near_or_home`] hands work to the store's
+/// runtime. Measured at 9,000 chat streams: with 4, starts kept running on swamped
+/// event-loop threads until the pool was dry, and time to first token went from 0.7–1.2 s
+/// to 2.5–3.5 s at p50; with 16, no worse than always handing over. A pool smaller than
+/// this (SQLite's 8) always hands over.
+pub const SPARE_CONNECTIONS: usize = 16;
+
 /// Handle to the database. Cheap to clone (a pool).
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -151,6 +158,27 @@ impl Store {
         }
     }
 
+    /// Runs `op` (store calls) here while the pool has [`SPARE_CONNECTIONS`] idle, and on the
+    /// store's runtime ([`Store::on_home`]) once it has fewer.
+    ///
+    /// For stream starts. The hand-over to the store's runtime and back are two thread
+    /// crossings, each a wait for a core on a busy machine: measured at 1,000 chat streams,
+    /// p99 up to 5 ms there and 30 ms back, and starts run here had the lower time to first
+    /// token in alternated runs (BENCHMARKS.md). What `on_home` guards against, event-loop
+    /// threads too busy to come back to their statements holding the pool's connections,
+    /// drains the pool; from there on, starts go home.
+    pub async fn near_or_home<T, Fut>(&self, op: Fut) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        if self.pool.num_idle() >= SPARE_CONNECTIONS {
+            op.await
+        } else {
+            self.on_home(op).await
+        }
+    }
+
     /// Applies pending migrations (idempotent).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self.backend {
@@ -211,5 +239,59 @@ mod tests {
             .block_on(store.on_home(async { Ok(std::thread::current().name().map(str::to_owned)) }))
             .unwrap();
         assert_eq!(ran_on.as_deref(), Some("store-home"));
+    }
+
+    /// A start's statement stays on the event-loop thread while the pool has connections to
+    /// spare, and goes to the store's runtime once it has not.
+    #[test]
+    fn store_work_stays_here_while_the_pool_has_connections_to_spare() {
+        let home = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("store-home")
+            .enable_all()
+            .build()
+            .unwrap();
+        let room = u32::try_from(SPARE_CONNECTIONS).unwrap() + 1;
+        let store = home
+            .block_on(Store::connect_with("sqlite::memory:", Some(room)))
+            .unwrap();
+        let event_loop = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let thread = || async { Ok(std::thread::current().name().map(str::to_owned)) };
+        // The event loop runs on a thread of this name, as the shards' do.
+        let ran_on = |store: &Store| {
+            std::thread::scope(|scope| {
+                std::thread::Builder::new()
+                    .name("event-loop".into())
+                    .spawn_scoped(scope, || {
+                        event_loop.block_on(store.near_or_home(thread())).unwrap()
+                    })
+                    .unwrap()
+                    .join()
+                    .unwrap()
+            })
+        };
+        // A fresh pool holds the one connection `connect` opened.
+        assert!(store.pool.num_idle() < SPARE_CONNECTIONS);
+        assert_eq!(ran_on(&store).as_deref(), Some("store-home"));
+        home.block_on(async {
+            let mut held = Vec::new();
+            for _ in 0..SPARE_CONNECTIONS {
+                held.push(store.pool.acquire().await.unwrap());
+            }
+            // Each connection goes back to the pool in a task of sqlx's; there is no event to
+            // await for it, so the test yields until they are all back.
+            drop(held);
+            tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                while store.pool.num_idle() < SPARE_CONNECTIONS {
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await
+            .expect("connections back in the pool");
+        });
+        assert_eq!(ran_on(&store).as_deref(), Some("event-loop"));
     }
 }

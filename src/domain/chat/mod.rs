@@ -125,7 +125,7 @@ impl Chat {
         let turn_owner = owner.clone();
         let opened = self
             .store
-            .on_home(async move {
+            .near_or_home(async move {
                 while_busy(START_PATIENCE, || {
                     store.open_turn(
                         &turn_owner,
