@@ -220,16 +220,21 @@ mod tests {
 
     use super::*;
 
-    /// Work handed to `on_home` from another runtime (an event-loop thread) runs on the
-    /// runtime the store was opened on.
-    #[test]
-    fn store_work_runs_on_the_runtime_that_opened_the_store() {
-        let home = tokio::runtime::Builder::new_multi_thread()
+    /// The runtime a store is opened on in these tests: one worker, named.
+    fn home_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("store-home")
             .enable_all()
             .build()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Work handed to `on_home` from another runtime (an event-loop thread) runs on the
+    /// runtime the store was opened on.
+    #[test]
+    fn store_work_runs_on_the_runtime_that_opened_the_store() {
+        let home = home_runtime();
         let store = home.block_on(Store::connect("sqlite::memory:")).unwrap();
         let event_loop = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -245,12 +250,7 @@ mod tests {
     /// spare, and goes to the store's runtime once it has not.
     #[test]
     fn store_work_stays_here_while_the_pool_has_connections_to_spare() {
-        let home = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("store-home")
-            .enable_all()
-            .build()
-            .unwrap();
+        let home = home_runtime();
         let room = u32::try_from(SPARE_CONNECTIONS).unwrap() + 1;
         let store = home
             .block_on(Store::connect_with("sqlite::memory:", Some(room)))
