@@ -139,7 +139,8 @@ impl Store {
 
     /// Runs `op` (store calls) on the runtime the store was opened on, and waits for it.
     ///
-    /// For the hot paths of streams, called from the event-loop threads: a statement's
+    /// For streams' statements called from the event-loop threads (answer inserts, and
+    /// stream starts once the pool runs low: [`Store::near_or_home`]): a statement's
     /// reads are driven by whichever task awaits it, and an event-loop thread relaying
     /// thousands of streams comes back to a ready database socket late, holding the pooled
     /// connection all that time. Under a burst of stream starts that exhausted the pool and
