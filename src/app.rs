@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -16,6 +15,7 @@ use crate::config::{ConfigError, Settings, random_token};
 use crate::domain::scenarios::Scenarios;
 use crate::events::{EventBus, LocalBus, RedisBus};
 use crate::http::rate_limit::RateLimitState;
+use crate::http::server::{Listeners, serve};
 use crate::http::shards::Shards;
 use crate::limits::{Quotas, RateLimiter, RedisLimiter, StreamSlots};
 use crate::metrics::Metrics;
@@ -115,15 +115,16 @@ impl FromRef<AppState> for Metrics {
 
 /// A built, bound, not yet serving gateway.
 pub struct Application {
-    listener: TcpListener,
+    listeners: Listeners,
     state: AppState,
 }
 
 impl Application {
     /// Connects, migrates and binds. Redis being down is not fatal (readiness reports it).
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let listener =
-            crate::http::server::bind(settings.bind_addr).map_err(|source| StartupError::Bind {
+        let listeners = Listeners::bind(settings.bind_addr, settings.worker_threads)
+            .await
+            .map_err(|source| StartupError::Bind {
                 addr: settings.bind_addr,
                 source,
             })?;
@@ -184,7 +185,10 @@ impl Application {
         let (ai_base, simulator) = match &settings.ai.service_url {
             Some(url) => (url.clone(), None),
             None => {
-                let handle = start_simulator(&settings, &listener).await?;
+                let gateway = listeners
+                    .local_addr()
+                    .map_err(|e| StartupError::Ai(e.to_string()))?;
+                let handle = start_simulator(&settings, gateway).await?;
                 let url =
                     url::Url::parse(&handle.url()).map_err(|e| StartupError::Ai(e.to_string()))?;
                 (url, Some(Arc::new(handle)))
@@ -238,12 +242,12 @@ impl Application {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         }));
-        Ok(Self { listener, state })
+        Ok(Self { listeners, state })
     }
 
     /// The bound address (tests bind port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
+        self.listeners
             .local_addr()
             .unwrap_or(self.state.settings.bind_addr)
     }
@@ -266,7 +270,7 @@ impl Application {
     /// Serves until the shutdown token fires, then stops accepting, lets streams end and
     /// waits at most `SHUTDOWN_GRACE_SECS` for connections to drain.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Self { listener, state } = self;
+        let Self { listeners, state } = self;
         spawn_background(&state);
         let shutdown = state.shutdown.clone();
         let grace = state.settings.shutdown_grace;
@@ -275,12 +279,8 @@ impl Application {
         let bus = state.bus.clone();
         let shards = Arc::new(Shards::start(state.settings.worker_threads)?);
         let app = router::router(state);
-        tracing::info!(addr = %listener.local_addr()?, threads = shards.len(), "sluice listening");
-        let server = tokio::spawn({
-            let shards = shards.clone();
-            let shutdown = shutdown.clone();
-            async move { crate::http::server::serve(listener, app, shutdown, &shards).await }
-        });
+        tracing::info!(addr = %listeners.local_addr()?, threads = shards.len(), "sluice listening");
+        let server = tokio::spawn(serve(listeners, app, shutdown.clone(), &shards));
         shutdown.cancelled().await;
         tracing::info!(
             grace_secs = grace.as_secs(),
@@ -312,11 +312,8 @@ impl Application {
 /// Starts the simulated AI service on a loopback port, calling back to this gateway.
 async fn start_simulator(
     settings: &Settings,
-    gateway: &TcpListener,
+    gateway_addr: SocketAddr,
 ) -> Result<MockAiHandle, StartupError> {
-    let gateway_addr = gateway
-        .local_addr()
-        .map_err(|e| StartupError::Ai(e.to_string()))?;
     let host = if gateway_addr.ip().is_unspecified() {
         "127.0.0.1".to_string()
     } else {

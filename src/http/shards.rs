@@ -1,4 +1,4 @@
-//! Event-loop threads that serve accepted connections: each runs a single-threaded tokio
+//! Event-loop threads that accept and serve connections: each runs a single-threaded tokio
 //! runtime, and a connection lives on one of them for its whole life, with its requests, the
 //! upstream calls they make (see [`crate::upstream::transport`]) and their answers.
 //!
@@ -7,9 +7,10 @@
 //! a proxied call could wake another thread, and idle workers spin looking for work. Measured
 //! on the passthrough (BENCHMARKS.md): ~9 % less CPU per call and ~13 % more calls at
 //! saturation. This is the layout of nginx's and Envoy's workers: one event loop per core,
-//! connections balanced across them as they are accepted. What it gives up is stealing: a
-//! thread the kernel preempts delays every connection on it, which showed as later first
-//! tokens when 1,000 streams saturated cores shared with other processes.
+//! each accepting its share of new connections (`crate::http::server::Listeners`). What it
+//! gives up is stealing: a thread the kernel preempts delays every connection on it, which
+//! showed as later first tokens when 1,000 streams saturated cores shared with other
+//! processes.
 //!
 //! Everything else (Redis, the progress fan-out, background jobs) stays on the main runtime;
 //! tokio's channels, timers and sockets work across runtimes. Database statements run where
@@ -27,12 +28,12 @@
 
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
 use tokio::runtime::{Builder, Handle};
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -43,7 +44,6 @@ const PACEMAKER: Duration = Duration::from_secs(1);
 /// also waits until they have.
 pub struct Shards {
     handles: Vec<Handle>,
-    next: AtomicUsize,
     exit: CancellationToken,
     exited: Vec<oneshot::Receiver<()>>,
 }
@@ -80,7 +80,6 @@ impl Shards {
         stop_started.disarm();
         Ok(Self {
             handles,
-            next: AtomicUsize::new(0),
             exit,
             exited,
         })
@@ -96,13 +95,13 @@ impl Shards {
         self.handles.is_empty()
     }
 
-    /// Runs `future` on the next thread in turn.
-    pub fn spawn<F>(&self, future: F)
+    /// Runs `future` on thread `index` (counted modulo [`Shards::len`]).
+    pub fn spawn_on<F>(&self, index: usize, future: F) -> JoinHandle<F::Output>
     where
-        F: Future<Output = ()> + Send + 'static,
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
     {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
-        self.handles[index].spawn(future);
+        self.handles[index % self.handles.len()].spawn(future)
     }
 
     /// Stops the threads (dropping whatever still runs on them) and waits until they have.
@@ -147,24 +146,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn futures_run_on_the_shard_threads_in_turn() {
+    async fn futures_run_on_the_thread_they_name() {
         let shards = Shards::start(NonZeroUsize::new(2).unwrap()).unwrap();
         let mut names = Vec::new();
-        for _ in 0..4 {
-            let (tx, rx) = oneshot::channel();
-            shards.spawn(async move {
-                let _ = tx.send(thread::current().name().map(str::to_owned));
-            });
-            names.push(rx.await.unwrap().unwrap());
+        for index in [1, 0, 3] {
+            let name =
+                shards.spawn_on(index, async { thread::current().name().map(str::to_owned) });
+            names.push(name.await.unwrap().unwrap());
         }
         assert_eq!(
             names,
-            [
-                "sluice-shard-0",
-                "sluice-shard-1",
-                "sluice-shard-0",
-                "sluice-shard-1"
-            ]
+            ["sluice-shard-1", "sluice-shard-0", "sluice-shard-1"]
         );
         shards.stop().await;
     }
@@ -174,7 +166,7 @@ mod tests {
         let shards = Shards::start(NonZeroUsize::new(1).unwrap()).unwrap();
         let (tx, dropped) = std::sync::mpsc::channel();
         let (started_tx, started) = oneshot::channel();
-        shards.spawn(async move {
+        shards.spawn_on(0, async move {
             let _signal = DropSignal(Some(tx));
             let _ = started_tx.send(());
             std::future::pending::<()>().await;
