@@ -42,7 +42,9 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// A listener on `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as tokio's bind sets).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    socket_for(addr)?.listen(LISTEN_BACKLOG)
+    let socket = socket_for(addr)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 fn socket_for(addr: SocketAddr) -> std::io::Result<TcpSocket> {
@@ -210,7 +212,9 @@ mod tests {
     #[tokio::test]
     async fn a_burst_of_connections_beyond_tokios_default_backlog_is_queued_at_once() {
         let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let waiting = connects_left_waiting(listener.local_addr().unwrap(), 1_500).await;
+        let addr = listener.local_addr().unwrap();
+        assert!(addr.ip().is_loopback(), "listens where asked, not on {addr}");
+        let waiting = connects_left_waiting(addr, 1_500).await;
         assert_eq!(waiting, 0, "connections left waiting for a SYN retransmit");
         drop(listener);
     }
