@@ -58,21 +58,24 @@ fn socket_for(addr: SocketAddr) -> std::io::Result<TcpSocket> {
 }
 
 /// The gateway's listening sockets: one per event-loop thread, all on one address
-/// (`SO_REUSEPORT`), so the kernel spreads new connections across the threads and each thread
-/// accepts its own. Accepting on one thread and handing each connection over cost every new
-/// connection a second thread's turn on a busy CPU before its request was read (1–5 ms at
-/// p99 with 1,000 streams starting in a second), and that thread also runs Redis, the
-/// progress fan-out and the database's work. This is how nginx and Envoy listen.
+/// (`SO_REUSEPORT`, Linux's meaning: the kernel spreads new connections across them by their
+/// addresses), so each thread accepts its own share. Accepting on one thread of the main
+/// runtime and handing each connection over cost every new connection another thread's turn
+/// on a busy CPU before its request was even read, and that runtime also runs Redis, the
+/// progress fan-out and the database's work: with 1,000 chat streams starting within a
+/// second, added time to first token p99 halved when the threads accepted for themselves
+/// (BENCHMARKS.md). This is how nginx (`reuseport`) and Envoy listen.
 ///
 /// `SO_REUSEPORT` alone would let a second gateway started on the same port join the group
-/// without a word and take half of the connections; [`Listeners::bind`] first binds the
+/// without a word and take a share of the connections; [`Listeners::bind`] first binds the
 /// address without it, so a port already in use fails to bind as it always has.
 pub struct Listeners {
     sockets: Vec<std::net::TcpListener>,
 }
 
 impl Listeners {
-    /// Binds `count` listeners to `addr` (port 0: one free port for all of them).
+    /// Binds `count` listeners to `addr` (port 0: one free port for all of them). Async only
+    /// because tokio makes a listening socket inside its runtime.
     pub async fn bind(addr: SocketAddr, count: std::num::NonZeroUsize) -> std::io::Result<Self> {
         // Fails like any bind when something listens there, a group like this one included;
         // released at once, it also tells which free port port 0 means.
@@ -213,7 +216,10 @@ mod tests {
     async fn a_burst_of_connections_beyond_tokios_default_backlog_is_queued_at_once() {
         let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
-        assert!(addr.ip().is_loopback(), "listens where asked, not on {addr}");
+        assert!(
+            addr.ip().is_loopback(),
+            "listens where asked, not on {addr}"
+        );
         let waiting = connects_left_waiting(addr, 1_500).await;
         assert_eq!(waiting, 0, "connections left waiting for a SYN retransmit");
         drop(listener);
