@@ -185,10 +185,7 @@ impl Application {
         let (ai_base, simulator) = match &settings.ai.service_url {
             Some(url) => (url.clone(), None),
             None => {
-                let gateway = listeners
-                    .local_addr()
-                    .map_err(|e| StartupError::Ai(e.to_string()))?;
-                let handle = start_simulator(&settings, gateway).await?;
+                let handle = start_simulator(&settings, listeners.local_addr()).await?;
                 let url =
                     url::Url::parse(&handle.url()).map_err(|e| StartupError::Ai(e.to_string()))?;
                 (url, Some(Arc::new(handle)))
@@ -247,9 +244,7 @@ impl Application {
 
     /// The bound address (tests bind port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listeners
-            .local_addr()
-            .unwrap_or(self.state.settings.bind_addr)
+        self.listeners.local_addr()
     }
 
     /// The bound port.
@@ -279,7 +274,7 @@ impl Application {
         let bus = state.bus.clone();
         let shards = Arc::new(Shards::start(state.settings.worker_threads)?);
         let app = router::router(state);
-        tracing::info!(addr = %listeners.local_addr()?, threads = shards.len(), "sluice listening");
+        tracing::info!(addr = %listeners.local_addr(), threads = shards.len(), "sluice listening");
         let server = tokio::spawn(serve(listeners, app, shutdown.clone(), &shards));
         shutdown.cancelled().await;
         tracing::info!(

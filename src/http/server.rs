@@ -47,6 +47,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// A TCP socket of `addr`'s family with `SO_REUSEADDR`, not yet bound.
 fn socket_for(addr: SocketAddr) -> std::io::Result<TcpSocket> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
@@ -71,6 +72,7 @@ fn socket_for(addr: SocketAddr) -> std::io::Result<TcpSocket> {
 /// address without it, so a port already in use fails to bind as it always has.
 pub struct Listeners {
     sockets: Vec<std::net::TcpListener>,
+    addr: SocketAddr,
 }
 
 impl Listeners {
@@ -94,15 +96,12 @@ impl Listeners {
             // the thread that accepts on it.
             sockets.push(socket.listen(LISTEN_BACKLOG)?.into_std()?);
         }
-        Ok(Self { sockets })
+        Ok(Self { sockets, addr })
     }
 
-    /// The address they listen on.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        match self.sockets.first() {
-            Some(socket) => socket.local_addr(),
-            None => Err(std::io::Error::other("no listener")),
-        }
+    /// The address they listen on (port 0 resolved).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
     }
 }
 
@@ -235,7 +234,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let addr = listeners.local_addr().unwrap();
+        let addr = listeners.local_addr();
         let app = axum::Router::new().route(
             "/",
             get(|| async { thread::current().name().unwrap_or_default().to_owned() }),
@@ -271,7 +270,7 @@ mod tests {
         let first = Listeners::bind("127.0.0.1:0".parse().unwrap(), count)
             .await
             .unwrap();
-        let addr = first.local_addr().unwrap();
+        let addr = first.local_addr();
         let second = Listeners::bind(addr, count).await;
         assert_eq!(
             second.err().map(|err| err.kind()),
@@ -280,6 +279,6 @@ mod tests {
         );
         drop(first);
         let again = Listeners::bind(addr, count).await.unwrap();
-        assert_eq!(again.local_addr().unwrap(), addr);
+        assert_eq!(again.local_addr(), addr);
     }
 }
