@@ -11,6 +11,13 @@
 //! client's requests are served from leased tokens while the round trip is under way instead
 //! of waiting for it: the Redis round trip (and the wake-ups of the threads and processes it
 //! crosses) stays off the request path.
+//!
+//! A lease's size follows its client's pace ([`next_ask`]): a client that spends half of one
+//! well within [`LEASE_TTL`] asks for twice as many next time, up to [`MAX_LEASE`], one that
+//! takes longer for half as many, down to [`FIRST_LEASE`]. With leases of a fixed 64 a client
+//! sending 15,000 requests a second asked Redis every 2 ms, too little time for the round trip
+//! on a busy machine: its lease ran dry and every request in flight went to Redis itself
+//! (BENCHMARKS.md). At the largest lease the half left gives the round trip ~130 ms.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,8 +31,22 @@ use super::{Decision, LimitClass};
 /// client moved to another) are not missed for long.
 pub const LEASE_TTL: Duration = Duration::from_secs(1);
 
-/// The most tokens one lease takes.
-pub const MAX_LEASE: u32 = 64;
+/// The most tokens a lease takes when its client has no pace yet (its first, and any asked
+/// for by a request that found none).
+pub const FIRST_LEASE: u32 = 64;
+
+/// The most tokens one lease takes, however busy its client: what a client moving to another
+/// instance can leave stranded for [`LEASE_TTL`] (and never more than a sixteenth of what its
+/// bucket had left).
+pub const MAX_LEASE: u32 = 4096;
+
+/// Half a lease spent sooner than this (a quarter of [`LEASE_TTL`]): the client would spend
+/// all of it within half its life, so the next is twice as large.
+const GROW_WITHIN: Duration = Duration::from_millis(250);
+
+/// Half a lease spent later than this (half of [`LEASE_TTL`]): the rest would likely expire
+/// unspent, so the next is half as large.
+const SHRINK_AFTER: Duration = Duration::from_millis(500);
 
 /// Leases of fewer tokens are not refilled ahead: the bucket is then near its limit, where a
 /// token held ahead by one instance could be one that another instance refuses for.
@@ -73,6 +94,18 @@ impl Lease {
     }
 }
 
+/// The size to ask for after a lease of `size` tokens whose first half took `elapsed`.
+pub fn next_ask(size: u32, elapsed: Duration) -> u32 {
+    let ask = if elapsed < GROW_WITHIN {
+        size.saturating_mul(2)
+    } else if elapsed > SHRINK_AFTER {
+        size / 2
+    } else {
+        size
+    };
+    ask.clamp(FIRST_LEASE, MAX_LEASE)
+}
+
 fn index(class: LimitClass) -> usize {
     match class {
         LimitClass::General => 0,
@@ -99,9 +132,9 @@ pub struct Taken {
     /// The request's decision.
     pub decision: Decision,
     /// The lease is half spent and no grant is being asked for yet: the caller should ask for
-    /// one (in the background) and report it with [`Leases::grant`] or
+    /// one of this many tokens (in the background) and report it with [`Leases::grant`] or
     /// [`Leases::refill_failed`].
-    pub refill: bool,
+    pub refill: Option<u32>,
 }
 
 impl Leases {
@@ -117,8 +150,9 @@ impl Leases {
         lease.left -= 1;
         let decision = lease.decision(now);
         let refill =
-            !lease.refilling && lease.size >= REFILL_AHEAD_FROM && lease.left <= lease.size / 2;
-        lease.refilling |= refill;
+            (!lease.refilling && lease.size >= REFILL_AHEAD_FROM && lease.left <= lease.size / 2)
+                .then(|| next_ask(lease.size, now.saturating_duration_since(lease.granted)));
+        lease.refilling |= refill.is_some();
         if lease.left == 0 {
             table.leases.remove(key);
         }
@@ -335,7 +369,7 @@ mod tests {
         let class = LimitClass::General;
         leases.grant(class, "u:a", asked(16, 1000, Duration::ZERO), t0);
         let asks: Vec<bool> = (0..14)
-            .map(|_| leases.take(class, "u:a", t0).unwrap().refill)
+            .map(|_| leases.take(class, "u:a", t0).unwrap().refill.is_some())
             .collect();
         // 15 tokens left after the grant's own request: the 7th take leaves 8 (half of 16).
         let first = asks.iter().position(|&ask| ask);
@@ -362,7 +396,7 @@ mod tests {
         let t0 = Instant::now();
         let class = LimitClass::Ai;
         leases.grant(class, "u:a", asked(16, 1000, Duration::ZERO), t0);
-        let ask = |leases: &Leases| leases.take(class, "u:a", t0).unwrap().refill;
+        let ask = |leases: &Leases| leases.take(class, "u:a", t0).unwrap().refill.is_some();
         assert!((0..7).any(|_| ask(&leases)));
         assert!(!ask(&leases), "pending");
         leases.refill_failed(class, "u:a");
@@ -375,12 +409,53 @@ mod tests {
             t0,
         );
         let small: Vec<bool> = std::iter::from_fn(|| leases.take(class, "u:b", t0))
-            .map(|t| t.refill)
+            .map(|t| t.refill.is_some())
             .collect();
         assert_eq!(small.len(), REFILL_AHEAD_FROM as usize - 2);
         assert!(
             small.iter().all(|&ask| !ask),
             "near the limit, nothing is held ahead"
+        );
+    }
+
+    #[test]
+    fn a_busy_clients_next_lease_is_larger_and_a_slow_ones_smaller_within_bounds() {
+        let fast = GROW_WITHIN / 2;
+        let steady = (GROW_WITHIN + SHRINK_AFTER) / 2;
+        let slow = SHRINK_AFTER * 3 / 2;
+        assert_eq!(next_ask(FIRST_LEASE, fast), 2 * FIRST_LEASE);
+        assert_eq!(next_ask(1024, steady), 1024);
+        assert_eq!(next_ask(1024, slow), 512);
+        assert_eq!(
+            next_ask(MAX_LEASE, fast),
+            MAX_LEASE,
+            "never above the largest"
+        );
+        assert_eq!(
+            next_ask(FIRST_LEASE, slow),
+            FIRST_LEASE,
+            "never below the first"
+        );
+        assert_eq!(
+            next_ask(REFILL_AHEAD_FROM, fast),
+            FIRST_LEASE,
+            "a lease the bucket kept small asks for a first one again"
+        );
+    }
+
+    #[test]
+    fn the_refill_asks_for_a_lease_sized_by_how_soon_half_of_this_one_went() {
+        let leases = Leases::default();
+        let t0 = Instant::now();
+        let class = LimitClass::General;
+        let ask_after = |key: &str, size: u32, elapsed: Duration| {
+            leases.grant(class, key, asked(size, 100_000, Duration::ZERO), t0);
+            (0..size).find_map(|_| leases.take(class, key, t0 + elapsed).unwrap().refill)
+        };
+        assert_eq!(ask_after("busy", 64, Duration::from_millis(10)), Some(128));
+        assert_eq!(
+            ask_after("slow", 256, Duration::from_millis(600)),
+            Some(128)
         );
     }
 }

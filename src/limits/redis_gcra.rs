@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::lease::{Grant, Leases, MAX_LEASE};
+use super::lease::{FIRST_LEASE, Grant, Leases, MAX_LEASE};
 use super::{Decision, LimitClass, Quota};
 use crate::redis_link::RedisLink;
 
 /// GCRA: the stored value is the theoretical arrival time (TAT) in microseconds.
-/// ARGV: emission interval (µs), burst, largest lease. Takes one token, or a sixteenth of the
-/// tokens available when that is more (up to the largest lease), so that leases shrink to one
+/// ARGV: emission interval (µs), burst, lease asked for. Takes one token, or a sixteenth of the
+/// tokens available when that is more (up to the lease asked for), so that leases shrink to one
 /// token as the bucket empties.
 /// Returns {granted, retry_after_us, remaining, reset_us}; granted 0 means limited.
 const GCRA: &str = r#"
@@ -59,23 +59,24 @@ impl RedisLimiter {
         key: &str,
     ) -> Result<Decision, redis::RedisError> {
         if let Some(taken) = self.leases.take(class, key, Instant::now()) {
-            if taken.refill {
-                self.refill_ahead(class, quota, key);
+            if let Some(ask) = taken.refill {
+                self.refill_ahead(class, quota, key, ask);
             }
             return Ok(taken.decision);
         }
         // Boxed: the script call's future is large, and most requests are served from a
         // lease above; inline, every request's future (and its allocation) would carry it.
-        Box::pin(self.refill(class, quota, key, true)).await
+        Box::pin(self.refill(class, quota, key, FIRST_LEASE, true)).await
     }
 
-    /// Asks for the next lease of a half-spent one in a task of its own, so that no request
-    /// waits for it. A failure only means the next requests ask Redis themselves.
-    fn refill_ahead(&self, class: LimitClass, quota: Quota, key: &str) {
+    /// Asks for the next lease (of `ask` tokens) of a half-spent one in a task of its own, so
+    /// that no request waits for it. A failure only means the next requests ask Redis
+    /// themselves.
+    fn refill_ahead(&self, class: LimitClass, quota: Quota, key: &str, ask: u32) {
         let limiter = self.clone();
         let key = key.to_owned();
         tokio::spawn(async move {
-            let granted = limiter.refill(class, quota, &key, false).await;
+            let granted = limiter.refill(class, quota, &key, ask, false).await;
             if !matches!(granted, Ok(Decision::Allowed { .. })) {
                 limiter.leases.refill_failed(class, &key);
             }
@@ -83,12 +84,13 @@ impl RedisLimiter {
     }
 
     /// Asks Redis for a token for the request at hand (`for_request`) and, for a busy client,
-    /// a lease of more.
+    /// a lease of up to `ask`.
     async fn refill(
         &self,
         class: LimitClass,
         quota: Quota,
         key: &str,
+        ask: u32,
         for_request: bool,
     ) -> Result<Decision, redis::RedisError> {
         let mut conn = self.link.conn();
@@ -99,7 +101,7 @@ impl RedisLimiter {
             .key(redis_key)
             .arg(emission_us)
             .arg(quota.burst)
-            .arg(MAX_LEASE)
+            .arg(ask.min(MAX_LEASE))
             .invoke_async(&mut conn)
             .await?;
         let micros = |v: i64| Duration::from_micros(v.max(0) as u64);

@@ -176,7 +176,7 @@ async fn a_busy_clients_next_lease_is_taken_before_it_is_needed() {
     ];
     let app = spawn_app(&overrides).await;
     let token = app.token("refill-ahead-user");
-    // The first request takes a lease of 64 (the largest); 32 more leave it half spent.
+    // The first request takes a first lease of 64; 32 more leave it half spent.
     assert_eq!(me(&app, &token).await.status(), 200);
     let before = limit_scripts_run(&url).await;
     for _ in 0..32 {
@@ -195,7 +195,8 @@ async fn a_busy_clients_next_lease_is_taken_before_it_is_needed() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    // 31 tokens of the first lease and 64 of the second: 64 requests need no round trip.
+    // 31 tokens of the first lease and at least 64 of the second: 64 requests need no round
+    // trip.
     for _ in 0..64 {
         assert_eq!(me(&app, &token).await.status(), 200);
     }
@@ -203,6 +204,32 @@ async fn a_busy_clients_next_lease_is_taken_before_it_is_needed() {
     assert!(
         metrics.contains("sluice_rate_limiter_local_fallbacks_total 0"),
         "a request waited for the frozen Redis:\n{metrics}"
+    );
+}
+
+/// A busy client's leases grow with its pace, so it asks Redis less and less often: leases
+/// of the first size (64, the next asked for at half of each) would take a round trip every
+/// 64 requests.
+#[tokio::test]
+async fn a_busy_clients_leases_grow_with_its_pace() {
+    const REQUESTS: u64 = 3_000;
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let overrides = [
+        ("RATE_LIMIT_BURST", "10000000"),
+        ("RATE_LIMIT_PER_SECOND", "10000000"),
+        ("REDIS_URL", url.as_str()),
+    ];
+    let app = spawn_app(&overrides).await;
+    let token = app.token("growing-lease-user");
+    let before = limit_scripts_run(&url).await;
+    for _ in 0..REQUESTS {
+        assert_eq!(me(&app, &token).await.status(), 200);
+    }
+    let scripts = limit_scripts_run(&url).await - before;
+    assert!(
+        scripts * 2 <= REQUESTS / 64,
+        "{scripts} Redis round trips for {REQUESTS} requests: the leases did not grow"
     );
 }
 
