@@ -17,7 +17,8 @@
 //! takes longer for half as many, down to [`FIRST_LEASE`]. With leases of a fixed 64 a client
 //! sending 15,000 requests a second asked Redis every 2 ms, too little time for the round trip
 //! on a busy machine: its lease ran dry and every request in flight went to Redis itself
-//! (BENCHMARKS.md). At the largest lease the half left gives the round trip ~130 ms.
+//! (BENCHMARKS.md); at the largest lease, the half still held when the next is asked for
+//! lasts such a client ~130 ms.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
