@@ -138,7 +138,7 @@ async fn accept_loop(socket: std::net::TcpListener, app: impl App, shutdown: Can
     let mut listener = match TcpListener::from_std(socket) {
         Ok(listener) => listener,
         Err(err) => {
-            tracing::error!(error = %err, "cannot poll a listener; its share of connections waits");
+            tracing::error!(error = %err, "cannot poll a listener; it is closed and the other threads take its share");
             return;
         }
     };

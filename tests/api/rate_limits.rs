@@ -160,6 +160,20 @@ async fn busy_clients_take_leases_yet_two_instances_never_exceed_the_burst() {
     );
 }
 
+/// A gateway whose general limit (`burst`, refilled at `per_second`) lives in a Redis of its
+/// own, so that `limit_scripts_run` counts only this gateway's scripts.
+async fn app_on_private_redis(burst: &str, per_second: &str) -> (RedisServer, TestApp) {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let app = spawn_app(&[
+        ("RATE_LIMIT_BURST", burst),
+        ("RATE_LIMIT_PER_SECOND", per_second),
+        ("REDIS_URL", url.as_str()),
+    ])
+    .await;
+    (redis, app)
+}
+
 /// A busy client's next lease is asked for in the background once the one it holds is half
 /// spent, so its requests never wait for Redis: with Redis frozen after that, every request
 /// the first lease could not have covered is still served from leased tokens, none by the
@@ -167,14 +181,8 @@ async fn busy_clients_take_leases_yet_two_instances_never_exceed_the_burst() {
 /// connection's response timeout).
 #[tokio::test]
 async fn a_busy_clients_next_lease_is_taken_before_it_is_needed() {
-    let redis = RedisServer::start().await;
+    let (redis, app) = app_on_private_redis("100000", "1000").await;
     let url = redis.url();
-    let overrides = [
-        ("RATE_LIMIT_BURST", "100000"),
-        ("RATE_LIMIT_PER_SECOND", "1000"),
-        ("REDIS_URL", url.as_str()),
-    ];
-    let app = spawn_app(&overrides).await;
     let token = app.token("refill-ahead-user");
     // The first request takes a first lease of 64; 32 more leave it half spent.
     assert_eq!(me(&app, &token).await.status(), 200);
@@ -213,14 +221,8 @@ async fn a_busy_clients_next_lease_is_taken_before_it_is_needed() {
 #[tokio::test]
 async fn a_busy_clients_leases_grow_with_its_pace() {
     const REQUESTS: u64 = 3_000;
-    let redis = RedisServer::start().await;
+    let (redis, app) = app_on_private_redis("10000000", "10000000").await;
     let url = redis.url();
-    let overrides = [
-        ("RATE_LIMIT_BURST", "10000000"),
-        ("RATE_LIMIT_PER_SECOND", "10000000"),
-        ("REDIS_URL", url.as_str()),
-    ];
-    let app = spawn_app(&overrides).await;
     let token = app.token("growing-lease-user");
     let before = limit_scripts_run(&url).await;
     for _ in 0..REQUESTS {
