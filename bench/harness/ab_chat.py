@@ -25,12 +25,12 @@ import tempfile
 import uuid
 from types import SimpleNamespace
 
+from chat_streams import PROMPT
 from context import Context
 from conversations import create_conversations
 from procs import CLOCK_TICKS
 from stack import Stack
 
-PROMPT = "Tell me about the storm at sea."
 WARM_UP_STREAMS = 100
 
 

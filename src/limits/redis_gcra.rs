@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::lease::{FIRST_LEASE, Grant, Leases, MAX_LEASE};
+use super::lease::{FIRST_LEASE, Grant, Leases};
 use super::{Decision, LimitClass, Quota};
 use crate::redis_link::RedisLink;
 
@@ -84,7 +84,8 @@ impl RedisLimiter {
     }
 
     /// Asks Redis for a token for the request at hand (`for_request`) and, for a busy client,
-    /// a lease of up to `ask`.
+    /// a lease of up to `ask` ([`FIRST_LEASE`], or what [`super::lease::next_ask`] sized,
+    /// which keeps it within the largest lease).
     async fn refill(
         &self,
         class: LimitClass,
@@ -101,13 +102,13 @@ impl RedisLimiter {
             .key(redis_key)
             .arg(emission_us)
             .arg(quota.burst)
-            .arg(ask.min(MAX_LEASE))
+            .arg(ask)
             .invoke_async(&mut conn)
             .await?;
         let micros = |v: i64| Duration::from_micros(v.max(0) as u64);
         Ok(if granted >= 1 {
             let grant = Grant {
-                tokens: granted.min(i64::from(MAX_LEASE)) as u32,
+                tokens: granted.min(i64::from(ask)) as u32,
                 for_request,
                 remaining: remaining.max(0) as u32,
                 reset: micros(reset_us),
