@@ -12,8 +12,9 @@ reversed every other round, so drift hits them alike; medians come last.
         before=/tmp/sluice-before after=target/release/sluice \\
         one-thread=target/release/sluice:TOKIO_WORKER_THREADS=1
 
-A build is LABEL=BINARY[:VAR=VALUE,...]; the variables are set for that sluice only (the
-mock keeps tokio's defaults). Needs bench/run's release load tools (`sse-load`) under
+A build is LABEL=BINARY[:VAR=VALUE,...]; the variables are set for that sluice only, not for
+the mock (the same binary's `mock-ai`), which keeps tokio's defaults: a variable that
+reached the mock too would change the machine both are measured on. Needs bench/run's release load tools (`sse-load`) under
 --target-dir, redis-server and PostgreSQL on 127.0.0.1:5432.
 """
 
@@ -84,36 +85,26 @@ def context_switches(pid):
 
 def one_round(ctx, label, binary, env, streams, tokens):
     ctx.sluice_bin = binary
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # sluice inherits them; the mock's own env pins tokio's default
-    try:
-        mock_env = {"MOCK_TOKENS": str(tokens), "MOCK_TOKEN_DELAY_MS": "20",
-                    "MOCK_STAGE_DELAY_MS": "10",
-                    "TOKIO_WORKER_THREADS": str(os.cpu_count() or 1)}
-        with Stack(ctx, f"ab-{label}", mock_env, nginx=False) as stack:
-            ctx.current_mock = stack.mock
-            conversations = create_conversations(stack, 100)
-            sluice = stack.contenders["sluice"]
-            urls = [f"/api/conversations/{c}/messages" for c in conversations]
-            body = {"content": PROMPT}
-            ctx.sse_load(sluice, body, WARM_UP_STREAMS, "ai", tokens, urls=urls)
-            direct_urls = [f"/api/ai/conversations/{uuid.uuid4()}/messages-stream"
-                           for _ in range(100)]
-            direct = ctx.sse_load(stack.contenders["direct"],
-                                  {"content": PROMPT, "history": []}, streams, "ai", tokens,
-                                  urls=direct_urls)
-            pg_before = postgres_backends_cpu()
-            switches_before = context_switches(stack.sluice.pid)
-            through = ctx.sse_load(sluice, body, streams, "ai", tokens, urls=urls)
-            pg = postgres_backends_cpu() - pg_before
-            switches = [a - b for a, b in zip(context_switches(stack.sluice.pid),
-                                              switches_before)]
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    mock_env = {"MOCK_TOKENS": str(tokens), "MOCK_TOKEN_DELAY_MS": "20",
+                "MOCK_STAGE_DELAY_MS": "10"}
+    with Stack(ctx, f"ab-{label}", mock_env, nginx=False, sluice_env=env) as stack:
+        ctx.current_mock = stack.mock
+        conversations = create_conversations(stack, 100)
+        sluice = stack.contenders["sluice"]
+        urls = [f"/api/conversations/{c}/messages" for c in conversations]
+        body = {"content": PROMPT}
+        ctx.sse_load(sluice, body, WARM_UP_STREAMS, "ai", tokens, urls=urls)
+        direct_urls = [f"/api/ai/conversations/{uuid.uuid4()}/messages-stream"
+                       for _ in range(100)]
+        direct = ctx.sse_load(stack.contenders["direct"],
+                              {"content": PROMPT, "history": []}, streams, "ai", tokens,
+                              urls=direct_urls)
+        pg_before = postgres_backends_cpu()
+        switches_before = context_switches(stack.sluice.pid)
+        through = ctx.sse_load(sluice, body, streams, "ai", tokens, urls=urls)
+        pg = postgres_backends_cpu() - pg_before
+        switches = [a - b for a, b in zip(context_switches(stack.sluice.pid),
+                                          switches_before)]
     received = max(through["tokens_received"], 1)
     ttft, direct_ttft = through["time_to_first_token"], direct["time_to_first_token"]
     return {

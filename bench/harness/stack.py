@@ -34,10 +34,12 @@ class Contender:
 class Stack:
     """Starts and stops one set of processes with the given mock settings."""
 
-    def __init__(self, ctx, label, mock_env, litellm=False, nginx=True, floor=False):
+    def __init__(self, ctx, label, mock_env, litellm=False, nginx=True, floor=False,
+                 sluice_env=None):
         self.ctx = ctx
         self.label = label
         self.mock_env = mock_env
+        self.extra_sluice_env = sluice_env or {}  # for sluice alone, not the mock
         self.want_litellm = litellm
         self.want_nginx = nginx
         self.want_floor = floor
@@ -105,6 +107,7 @@ class Stack:
             "LOG_FORMAT": "json",
             "RUST_LOG": "warn",
         }
+        sluice_env.update(self.extra_sluice_env)
         self.sluice = self._spawn("sluice", [ctx.sluice_bin, "serve"], sluice_env)
         wait_http(f"{self.sluice_url}/health", self.sluice)
         token = subprocess.run(
