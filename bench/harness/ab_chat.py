@@ -14,8 +14,9 @@ reversed every other round, so drift hits them alike; medians come last.
 
 A build is LABEL=BINARY[:VAR=VALUE,...]; the variables are set for that sluice only, not for
 the mock (the same binary's `mock-ai`), which keeps tokio's defaults: a variable that
-reached the mock too would change the machine both are measured on. Needs bench/run's release load tools (`sse-load`) under
---target-dir, redis-server and PostgreSQL on 127.0.0.1:5432.
+reached the mock too would change the machine both are measured on. Needs bench/run's
+release load tools (`sse-load`) under --target-dir, redis-server and PostgreSQL on
+127.0.0.1:5432.
 """
 
 import argparse
