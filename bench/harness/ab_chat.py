@@ -30,7 +30,7 @@ from types import SimpleNamespace
 from chat_streams import PROMPT
 from context import Context
 from conversations import create_conversations
-from procs import CLOCK_TICKS
+from procs import CLOCK_TICKS, read_stat
 from stack import Stack
 
 WARM_UP_STREAMS = 100
@@ -59,14 +59,9 @@ def postgres_backends_cpu():
     """CPU seconds of every PostgreSQL process on the machine (backends and helpers)."""
     total = 0
     for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        if stat[stat.index("(") + 1:stat.rindex(")")].startswith("postgres"):
-            fields = stat[stat.rindex(")") + 2:].split()
-            total += int(fields[11]) + int(fields[12])
+        stat = read_stat(pid)
+        if stat is not None and stat[0].startswith("postgres"):
+            total += int(stat[1][11]) + int(stat[1][12])
     return total / CLOCK_TICKS
 
 

@@ -15,6 +15,19 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 
+def read_stat(pid):
+    """(command name, the fields after it) of /proc/PID/stat, or None once the process is
+    gone. In those fields user and system CPU ticks are [11] and [12], and those of waited-for
+    children that exited [13] and [14]."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    comm, rest = stat[stat.index("(") + 1:].rsplit(")", 1)
+    return comm, rest.split()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -81,14 +94,13 @@ class Proc:
         """User + system CPU seconds used so far by the process tree."""
         total = 0
         for pid in self.tree():
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-                if pid == self.pid:  # children that already exited (worker restarts)
-                    total += int(fields[13]) + int(fields[14])
-            except (OSError, IndexError, ValueError):
-                pass
+            stat = read_stat(pid)
+            if stat is None:
+                continue
+            fields = stat[1]
+            total += int(fields[11]) + int(fields[12])
+            if pid == self.pid:  # children that already exited (worker restarts)
+                total += int(fields[13]) + int(fields[14])
         return total / CLOCK_TICKS
 
     def rss_bytes(self):
