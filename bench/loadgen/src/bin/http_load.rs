@@ -3,17 +3,17 @@
 //! being hidden by a waiting client) or closed-loop with `--connections` callers as fast as the
 //! server answers (`--rate 0`, to find saturation). Prints one JSON object on stdout.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::rc::Rc;
 use std::time::Duration;
 
 use clap::Parser;
-use reqwest::Client;
 use serde::Serialize;
 use serde_json::json;
+use sluice_loadgen::h1_pool::{Pool, PreparedRequests};
 use sluice_loadgen::latency::{Samples, Summary};
-use sluice_loadgen::request_spec::{RequestSpec, client};
-use tokio::sync::Semaphore;
+use sluice_loadgen::request_spec::RequestSpec;
 use tokio::time::Instant;
 
 #[derive(Debug, Parser)]
@@ -118,10 +118,16 @@ struct Report {
 /// How many windows [`Report::worst_windows`] lists.
 const WORST_WINDOWS: usize = 10;
 
-#[tokio::main]
-async fn main() {
+/// One thread: the tool's every call costs the machine it measures, and a single-threaded
+/// runtime wakes no other thread per call (see `h1_pool`).
+fn main() {
     let args = Args::parse();
-    match run(args).await {
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))
+        .and_then(|runtime| tokio::task::LocalSet::new().block_on(&runtime, run(args)));
+    match outcome {
         Ok(report) => println!("{}", json!(report)),
         Err(message) => {
             eprintln!("http-load: {message}");
@@ -131,28 +137,28 @@ async fn main() {
 }
 
 async fn run(args: Args) -> Result<Report, String> {
-    let spec = Arc::new(RequestSpec::from_args(
+    let spec = RequestSpec::from_args(
         &args.method,
         Some(&args.url),
         None,
         &args.headers,
         args.tokens_file.as_deref(),
         args.body.clone(),
-    )?);
-    let client = client(args.connections.max(1))?;
-    let tally = Arc::new(Mutex::new(Tally::default()));
+    )?;
+    let pool = Pool::new(PreparedRequests::new(&spec)?, args.connections);
+    let tally = Rc::new(RefCell::new(Tally::default()));
     let warmup = Duration::from_secs_f64(args.warmup_secs);
     let measured = Duration::from_secs_f64(args.duration_secs);
 
     let (mode, dropped) = if args.rate > 0.0 {
-        let dropped = open_loop(&args, &spec, &client, &tally, warmup, measured).await;
+        let dropped = open_loop(&args, &pool, &tally, warmup, measured).await;
         ("open", dropped)
     } else {
-        closed_loop(&args, &spec, &client, &tally, warmup, measured).await;
+        closed_loop(&args, &pool, &tally, warmup, measured).await;
         ("closed", 0)
     };
 
-    let tally = std::mem::take(&mut *tally.lock().unwrap_or_else(PoisonError::into_inner));
+    let tally = tally.take();
     let span = match (tally.first_measured, tally.last_done) {
         (Some(first), Some(last)) if last > first => (last - first).as_secs_f64(),
         _ => measured.as_secs_f64(),
@@ -187,13 +193,11 @@ async fn run(args: Args) -> Result<Report, String> {
 /// `--connections` requests were already in flight.
 async fn open_loop(
     args: &Args,
-    spec: &Arc<RequestSpec>,
-    client: &Client,
-    tally: &Arc<Mutex<Tally>>,
+    pool: &Rc<Pool>,
+    tally: &Rc<RefCell<Tally>>,
     warmup: Duration,
     measured: Duration,
 ) -> u64 {
-    let in_flight = Arc::new(Semaphore::new(args.connections.max(1)));
     let interval = Duration::from_secs_f64(1.0 / args.rate);
     let start = Instant::now();
     let total = ((warmup + measured).as_secs_f64() * args.rate).ceil() as u64;
@@ -203,22 +207,18 @@ async fn open_loop(
     for i in 0..total {
         let due = start + interval.mul_f64(i as f64);
         tokio::time::sleep_until(due).await;
-        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+        let Some(lease) = pool.try_lease() else {
             if i >= warm_count {
                 dropped += 1;
             }
             continue;
         };
-        let request = spec.build(client, i as usize);
+        let pool = pool.clone();
         let tally = tally.clone();
-        tasks.spawn(async move {
-            let outcome = call(request).await;
-            drop(permit);
+        tasks.spawn_local(async move {
+            let outcome = pool.call(lease, i as usize).await;
             if i >= warm_count {
-                tally
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .add(due, outcome);
+                tally.borrow_mut().add(due, outcome);
             }
         });
         while tasks.try_join_next().is_some() {}
@@ -230,9 +230,8 @@ async fn open_loop(
 /// `--connections` callers, each sending its next request when the last one is answered.
 async fn closed_loop(
     args: &Args,
-    spec: &Arc<RequestSpec>,
-    client: &Client,
-    tally: &Arc<Mutex<Tally>>,
+    pool: &Rc<Pool>,
+    tally: &Rc<RefCell<Tally>>,
     warmup: Duration,
     measured: Duration,
 ) {
@@ -241,50 +240,24 @@ async fn closed_loop(
     let end = measure_from + measured;
     let mut callers = tokio::task::JoinSet::new();
     for caller in 0..args.connections.max(1) {
-        let spec = spec.clone();
-        let client = client.clone();
+        let pool = pool.clone();
         let tally = tally.clone();
-        callers.spawn(async move {
+        callers.spawn_local(async move {
             let mut i = caller;
             loop {
                 let due = Instant::now();
                 if due >= end {
                     break;
                 }
-                let outcome = call(spec.build(&client, i)).await;
+                // As many callers as connections: one is always free for this caller.
+                let Some(lease) = pool.try_lease() else { break };
+                let outcome = pool.call(lease, i).await;
                 if due >= measure_from {
-                    tally
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .add(due, outcome);
+                    tally.borrow_mut().add(due, outcome);
                 }
                 i += 1;
             }
         });
     }
     while callers.join_next().await.is_some() {}
-}
-
-/// Sends one request and reads the whole answer; a non-2xx status is an error named by code.
-async fn call(request: reqwest::RequestBuilder) -> Result<(), String> {
-    let response = request.send().await.map_err(|e| error_kind(&e))?;
-    let status = response.status();
-    response.bytes().await.map_err(|e| error_kind(&e))?;
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(format!("status_{}", status.as_u16()))
-    }
-}
-
-fn error_kind(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "timeout".into()
-    } else if error.is_connect() {
-        "connect".into()
-    } else if error.is_body() || error.is_decode() {
-        "body".into()
-    } else {
-        "request".into()
-    }
 }
