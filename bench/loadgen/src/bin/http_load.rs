@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Serialize;
 use serde_json::json;
-use sluice_loadgen::h1_pool::{Pool, PreparedRequests};
+use sluice_loadgen::h1_client::{Pool, PreparedRequests};
 use sluice_loadgen::latency::{Samples, Summary};
 use sluice_loadgen::request_spec::RequestSpec;
 use tokio::time::Instant;
@@ -119,7 +119,7 @@ struct Report {
 const WORST_WINDOWS: usize = 10;
 
 /// One thread: the tool's every call costs the machine it measures, and a single-threaded
-/// runtime wakes no other thread per call (see `h1_pool`).
+/// runtime wakes no other thread per call (see `h1_client`).
 fn main() {
     let args = Args::parse();
     let outcome = tokio::runtime::Builder::new_current_thread()

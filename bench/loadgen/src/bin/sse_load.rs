@@ -10,18 +10,20 @@
 //! time is recorded, `seq` must arrive in order, and the stream is closed after
 //! `--expect-tokens` of them.
 
+use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
-use futures_util::StreamExt;
-use serde::Serialize;
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sluice_loadgen::h1_client::PreparedRequests;
 use sluice_loadgen::latency::{Samples, Summary};
-use sluice_loadgen::request_spec::{RequestSpec, client};
+use sluice_loadgen::request_spec::RequestSpec;
 use sluice_loadgen::sse_frames::{Frame, FrameParser};
 use tokio::time::Instant;
 
@@ -75,20 +77,49 @@ enum Dialect {
 }
 
 /// What one frame meant.
-enum Seen {
-    Token(String),
+enum Seen<'a> {
+    Token(Cow<'a, str>),
     Stamped { seq: u64, published_nanos: u128 },
     End,
     Failure(String),
     Other,
 }
 
+/// The `data` of an AI service (or sluice) `token` event, read in place.
+#[derive(Deserialize)]
+struct TokenData<'a> {
+    #[serde(borrow)]
+    content: Cow<'a, str>,
+}
+
+/// An OpenAI `chat.completion.chunk` (or an error object), read in place: only the first
+/// choice's content matters.
+#[derive(Deserialize)]
+struct ChunkData<'a> {
+    #[serde(borrow, default)]
+    choices: Vec<Choice<'a>>,
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(borrow, default)]
+    delta: Delta<'a>,
+}
+
+#[derive(Deserialize, Default)]
+struct Delta<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+}
+
 impl Dialect {
-    fn read(self, frame: &Frame) -> Seen {
+    fn read(self, frame: Frame<'_>) -> Seen<'_> {
         match self {
-            Dialect::Ai => match frame.event.as_str() {
-                "token" => match serde_json::from_str::<Value>(&frame.data) {
-                    Ok(value) => Seen::Token(text_at(&value, &["content"])),
+            Dialect::Ai => match frame.event {
+                "token" => match serde_json::from_str::<TokenData>(frame.data) {
+                    Ok(token) => Seen::Token(token.content),
                     Err(_) => Seen::Failure("malformed_token".into()),
                 },
                 "complete" => Seen::End,
@@ -99,22 +130,22 @@ impl Dialect {
                 if frame.data.trim() == "[DONE]" {
                     return Seen::End;
                 }
-                match serde_json::from_str::<Value>(&frame.data) {
-                    Ok(value) if value.get("error").is_some() => {
-                        Seen::Failure("error_chunk".into())
-                    }
-                    Ok(value) => {
-                        let delta = &value["choices"][0]["delta"];
-                        match delta.get("content").and_then(Value::as_str) {
-                            Some(content) if !content.is_empty() => Seen::Token(content.to_owned()),
-                            _ => Seen::Other,
-                        }
-                    }
+                match serde_json::from_str::<ChunkData>(frame.data) {
+                    Ok(chunk) if chunk.error.is_some() => Seen::Failure("error_chunk".into()),
+                    Ok(chunk) => match chunk.choices.into_iter().next() {
+                        Some(Choice {
+                            delta:
+                                Delta {
+                                    content: Some(content),
+                                },
+                        }) if !content.is_empty() => Seen::Token(content),
+                        _ => Seen::Other,
+                    },
                     Err(_) => Seen::Failure("malformed_chunk".into()),
                 }
             }
-            Dialect::Progress => match frame.event.as_str() {
-                "progress" => serde_json::from_str::<Value>(&frame.data)
+            Dialect::Progress => match frame.event {
+                "progress" => serde_json::from_str::<Value>(frame.data)
                     .ok()
                     .and_then(|v| v.get("message").and_then(Value::as_str).and_then(stamp))
                     .map_or(Seen::Other, |(seq, published_nanos)| Seen::Stamped {
@@ -141,14 +172,6 @@ fn unix_nanos() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
-}
-
-fn text_at(value: &Value, path: &[&str]) -> String {
-    let mut at = value;
-    for key in path {
-        at = &at[*key];
-    }
-    at.as_str().unwrap_or_default().to_owned()
 }
 
 /// How one stream went.
@@ -182,10 +205,16 @@ struct Report {
     publish_to_browser: Summary,
 }
 
-#[tokio::main]
-async fn main() {
+/// One thread: the tool reads every token of every stream on the machine it measures, and a
+/// single-threaded runtime wakes no other thread per token (see `h1_client`).
+fn main() {
     let args = Args::parse();
-    match run(args).await {
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))
+        .and_then(|runtime| tokio::task::LocalSet::new().block_on(&runtime, run(args)));
+    match outcome {
         Ok(report) => println!("{}", json!(report)),
         Err(message) => {
             eprintln!("sse-load: {message}");
@@ -195,16 +224,16 @@ async fn main() {
 }
 
 async fn run(args: Args) -> Result<Report, String> {
-    let spec = Arc::new(RequestSpec::from_args(
+    let spec = RequestSpec::from_args(
         &args.method,
         args.url.as_deref(),
         args.urls_file.as_deref(),
         &args.headers,
         args.tokens_file.as_deref(),
         args.body.clone(),
-    )?);
-    let client = client(args.streams.max(1))?;
-    let started = Arc::new(AtomicUsize::new(0));
+    )?;
+    let requests = Rc::new(PreparedRequests::new(&spec)?);
+    let started = Rc::new(Cell::new(0));
     let idle = Duration::from_secs(args.idle_timeout_secs);
     let begin = Instant::now();
     let step = Duration::from_millis(args.ramp_ms).div_f64(args.streams.max(1) as f64);
@@ -212,12 +241,16 @@ async fn run(args: Args) -> Result<Report, String> {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..args.streams {
         tokio::time::sleep_until(begin + step.mul_f64(i as f64)).await;
-        let request = spec.build(&client, i);
-        let started = started.clone();
-        let (dialect, total, expect) = (args.dialect, args.streams, args.expect_tokens);
-        tasks.spawn(
-            async move { one_stream(request, dialect, idle, &started, total, expect).await },
-        );
+        let stream = Stream {
+            requests: requests.clone(),
+            index: i,
+            dialect: args.dialect,
+            idle,
+            started: started.clone(),
+            total: args.streams,
+            expect: args.expect_tokens,
+        };
+        tasks.spawn_local(stream.run());
     }
     let mut outcomes = Vec::with_capacity(args.streams);
     while let Some(joined) = tasks.join_next().await {
@@ -229,84 +262,112 @@ async fn run(args: Args) -> Result<Report, String> {
     Ok(summarise(&args, outcomes, begin.elapsed()))
 }
 
-async fn one_stream(
-    request: reqwest::RequestBuilder,
+/// One stream to open and time.
+struct Stream {
+    requests: Rc<PreparedRequests>,
+    index: usize,
     dialect: Dialect,
+    /// Longest silence before the stream counts as failed.
     idle: Duration,
-    started: &AtomicUsize,
+    /// Streams that have received their first event, shared by all.
+    started: Rc<Cell<usize>>,
     total: usize,
     expect: usize,
-) -> Outcome {
-    let mut outcome = Outcome::default();
-    let sent = Instant::now();
-    let response = match tokio::time::timeout(idle, request.send()).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(e)) => return failed(outcome, if e.is_connect() { "connect" } else { "request" }),
-        Err(_) => return failed(outcome, "timeout_headers"),
-    };
-    if !response.status().is_success() {
-        let kind = format!("status_{}", response.status().as_u16());
-        return failed(outcome, &kind);
-    }
-    let mut body = response.bytes_stream();
-    let mut parser = FrameParser::default();
-    let mut hasher = DefaultHasher::new();
-    let mut last_token: Option<Instant> = None;
-    let mut opened = false;
-    while !outcome.ended && outcome.failure.is_none() {
-        let chunk = match tokio::time::timeout(idle, body.next()).await {
-            Ok(Some(Ok(chunk))) => chunk,
-            Ok(Some(Err(_))) => return failed(outcome, "body_error"),
-            Ok(None) => return failed(outcome, "closed_before_end"),
-            Err(_) => return failed(outcome, "idle_timeout"),
+}
+
+impl Stream {
+    async fn run(self) -> Outcome {
+        let mut outcome = Outcome::default();
+        let sent = Instant::now();
+        let sending = self.requests.send_on_new_connection(self.index);
+        let response = match tokio::time::timeout(self.idle, sending).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(kind)) => return failed(outcome, &kind),
+            Err(_) => return failed(outcome, "timeout_headers"),
         };
-        let now = Instant::now();
-        parser.push(&chunk, |frame| {
-            if !opened {
-                opened = true;
-                if started.fetch_add(1, Ordering::Relaxed) + 1 == total {
-                    eprintln!("all-streams-open");
-                }
-            }
-            let content = match dialect.read(&frame) {
-                Seen::Token(content) => content,
-                Seen::Stamped {
-                    seq,
-                    published_nanos,
-                } => {
-                    let micros = unix_nanos().saturating_sub(published_nanos) / 1000;
-                    let micros = u64::try_from(micros).unwrap_or(u64::MAX);
-                    outcome.delivery.record(Duration::from_micros(micros));
-                    if outcome.last_seq.is_some_and(|last| seq != last + 1) {
-                        outcome.seq_broken = true;
+        if !response.status().is_success() {
+            let kind = format!("status_{}", response.status().as_u16());
+            return failed(outcome, &kind);
+        }
+        let mut body = response.into_body();
+        let mut parser = FrameParser::default();
+        let mut hasher = DefaultHasher::new();
+        let mut last_token: Option<Instant> = None;
+        let mut opened = false;
+        // One timer for the idle timeout, moved only when it fires (to `idle` after the last
+        // chunk), not re-armed per chunk.
+        let mut last_chunk = sent;
+        let mut deadline = std::pin::pin!(tokio::time::sleep(self.idle));
+        while !outcome.ended && outcome.failure.is_none() {
+            let frame = tokio::select! {
+                biased;
+                frame = body.frame() => frame,
+                () = &mut deadline => {
+                    if last_chunk + self.idle <= Instant::now() {
+                        return failed(outcome, "idle_timeout");
                     }
-                    outcome.last_seq = Some(seq);
-                    String::new()
+                    deadline.as_mut().reset(last_chunk + self.idle);
+                    continue;
                 }
-                Seen::End => {
-                    outcome.ended = true;
-                    return;
-                }
-                Seen::Failure(kind) => {
-                    outcome.failure = Some(kind);
-                    return;
-                }
-                Seen::Other => return,
             };
-            match last_token {
-                None => outcome.first_token = Some(now - sent),
-                Some(last) => outcome.gaps.record(now - last),
-            }
-            last_token = Some(now);
-            outcome.tokens += 1;
-            content.hash(&mut hasher);
-            if matches!(dialect, Dialect::Progress) && outcome.tokens == expect {
-                outcome.ended = true;
-            }
-        });
+            let chunk = match frame {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(chunk) => chunk,
+                    Err(_) => continue, // trailers
+                },
+                Some(Err(_)) => return failed(outcome, "body_error"),
+                None => return failed(outcome, "closed_before_end"),
+            };
+            let now = Instant::now();
+            last_chunk = now;
+            parser.push(&chunk, |frame| {
+                if !opened {
+                    opened = true;
+                    self.started.set(self.started.get() + 1);
+                    if self.started.get() == self.total {
+                        eprintln!("all-streams-open");
+                    }
+                }
+                let content = match self.dialect.read(frame) {
+                    Seen::Token(content) => content,
+                    Seen::Stamped {
+                        seq,
+                        published_nanos,
+                    } => {
+                        let micros = unix_nanos().saturating_sub(published_nanos) / 1000;
+                        let micros = u64::try_from(micros).unwrap_or(u64::MAX);
+                        outcome.delivery.record(Duration::from_micros(micros));
+                        if outcome.last_seq.is_some_and(|last| seq != last + 1) {
+                            outcome.seq_broken = true;
+                        }
+                        outcome.last_seq = Some(seq);
+                        Cow::Borrowed("")
+                    }
+                    Seen::End => {
+                        outcome.ended = true;
+                        return;
+                    }
+                    Seen::Failure(kind) => {
+                        outcome.failure = Some(kind);
+                        return;
+                    }
+                    Seen::Other => return,
+                };
+                match last_token {
+                    None => outcome.first_token = Some(now - sent),
+                    Some(last) => outcome.gaps.record(now - last),
+                }
+                last_token = Some(now);
+                outcome.tokens += 1;
+                content.hash(&mut hasher);
+                if matches!(self.dialect, Dialect::Progress) && outcome.tokens == self.expect {
+                    outcome.ended = true;
+                }
+            });
+        }
+        outcome.text_hash = hasher.finish();
+        outcome
     }
-    outcome.text_hash = hasher.finish();
-    outcome
 }
 
 fn failed(mut outcome: Outcome, kind: &str) -> Outcome {

@@ -1,11 +1,12 @@
-//! A lean HTTP/1.1 client for `http-load`: hyper's connection API on one thread, its
-//! connections kept in a plain list, requests built from a prepared head.
+//! A lean HTTP/1.1 client for the load tools: hyper's connection API on one thread, requests
+//! built from a prepared head, connections kept in a plain list ([`Pool`], for `http-load`)
+//! or opened one per stream ([`PreparedRequests::send_on_new_connection`], for `sse-load`).
 //!
-//! The load tool shares the machine with the contender it measures; every microsecond it
-//! spends per call is taken from them. reqwest on a multi-threaded runtime spent ~39 µs of
-//! CPU per call at a fixed rate (more than sluice or the mock): its pool's locks, a request
-//! built and its URL parsed per call, and wake-ups crossing threads. Here a call is one task
-//! on a single-threaded runtime, its connection taken from and given back to a `Vec`.
+//! A load tool shares the machine with the contender it measures; every microsecond it
+//! spends per call or per token is taken from them. reqwest on a multi-threaded runtime
+//! spent more CPU per call than the mock or sluice did: its pool's locks, a request built and
+//! its URL parsed per call, and wake-ups crossing threads. Here a call is one task on a
+//! single-threaded runtime, its connection taken from and given back to a `Vec`.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -13,9 +14,10 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderValue};
-use hyper::{Method, Request, Uri};
+use hyper::{Method, Request, Response, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -92,6 +94,17 @@ impl PreparedRequests {
         })
     }
 
+    /// Opens a connection of its own for request `index` and sends it; the connection is
+    /// driven by a task of the current `LocalSet` and closes when the response (with its
+    /// body) is dropped. Fails as `connect` or `request`.
+    pub async fn send_on_new_connection(&self, index: usize) -> Result<Response<Incoming>, String> {
+        let mut sender = connect(self.addr).await?;
+        sender
+            .send_request(self.request(index))
+            .await
+            .map_err(|_| "request".to_owned())
+    }
+
     /// The `index`-th request (URLs and tokens used in turn).
     fn request(&self, index: usize) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(self.body.clone()));
@@ -151,7 +164,7 @@ impl Pool {
                 outcome => return self.give_back(sender, outcome),
             }
         }
-        match self.connect().await {
+        match connect(self.requests.addr).await {
             Ok(mut sender) => {
                 let outcome = exchange(&mut sender, self.requests.request(index)).await;
                 self.give_back(sender, outcome)
@@ -173,18 +186,19 @@ impl Pool {
         }
         outcome.map_err(|failure| failure.kind())
     }
+}
 
-    async fn connect(&self) -> Result<Sender, String> {
-        let stream = TcpStream::connect(self.requests.addr)
-            .await
-            .map_err(|_| "connect".to_owned())?;
-        stream.set_nodelay(true).map_err(|_| "connect".to_owned())?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|_| "connect".to_owned())?;
-        tokio::task::spawn_local(connection);
-        Ok(sender)
-    }
+/// A new connection to `addr`, driven by a task of the current `LocalSet`.
+async fn connect(addr: SocketAddr) -> Result<Sender, String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|_| "connect".to_owned())?;
+    stream.set_nodelay(true).map_err(|_| "connect".to_owned())?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| "connect".to_owned())?;
+    tokio::task::spawn_local(connection);
+    Ok(sender)
 }
 
 /// How a call on an open connection failed.
@@ -234,7 +248,6 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use hyper::body::Incoming;
     use hyper::service::service_fn;
     use hyper::{Response, StatusCode};
     use tokio::net::TcpListener;
