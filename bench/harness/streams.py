@@ -74,14 +74,19 @@ def settled_rss(proc, timeout=10.0):
     return last
 
 
-def check(rounds, scenario, failures):
+def check(rounds, scenario, failures, notes=None, tolerated=()):
+    """Lost frames or failed streams fail the run, except for the `tolerated` peers (LiteLLM
+    under more streams than it can open): theirs are a measurement, listed in `notes`."""
     for count, by_name in rounds.items():
         for name, r in by_name.items():
             if r["frames_lost"] or r["streams_failed"] or r["streams_out_of_order"]:
-                failures.append(
-                    f"{scenario} {name} at {count} streams: failed={r['streams_failed']} "
-                    f"lost={r['frames_lost']} out_of_order={r['streams_out_of_order']} "
-                    f"{r['failures']}")
+                line = (f"{scenario} {name} at {count} streams: failed={r['streams_failed']} "
+                        f"lost={r['frames_lost']} out_of_order={r['streams_out_of_order']} "
+                        f"{r['failures']}")
+                if name in tolerated and notes is not None:
+                    notes.append(line)
+                else:
+                    failures.append(line)
 
 
 def figures_table(rounds, peers):
