@@ -1,10 +1,8 @@
 //! The request every load generator repeats: method, URLs, headers and body, from the command
-//! line, plus the HTTP client tuned for many connections to one host.
+//! line (`h1_client` turns it into requests).
 
-use std::time::Duration;
-
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Client, Method, RequestBuilder};
+use hyper::Method;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// One request shape; several URLs or bearer tokens are used in turn (stream `i` takes entry
 /// `i % len`), so many conversations or users can be spread over one run.
@@ -64,34 +62,6 @@ impl RequestSpec {
             body,
         })
     }
-
-    /// The `index`-th request.
-    pub fn build(&self, client: &Client, index: usize) -> RequestBuilder {
-        let url = &self.urls[index % self.urls.len()];
-        let mut request = client
-            .request(self.method.clone(), url)
-            .headers(self.headers.clone());
-        if !self.bearer_tokens.is_empty() {
-            request = request.bearer_auth(&self.bearer_tokens[index % self.bearer_tokens.len()]);
-        }
-        if let Some(body) = &self.body {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.clone());
-        }
-        request
-    }
-}
-
-/// An HTTP/1.1 client that keeps up to `idle_per_host` connections open to the target.
-pub fn client(idle_per_host: usize) -> Result<Client, String> {
-    Client::builder()
-        .http1_only()
-        .pool_max_idle_per_host(idle_per_host)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| format!("building the HTTP client: {e}"))
 }
 
 fn lines(path: &str) -> Result<Vec<String>, String> {
