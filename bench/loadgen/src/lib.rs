@@ -8,3 +8,4 @@ pub mod h1_client;
 pub mod latency;
 pub mod request_spec;
 pub mod sse_frames;
+pub mod tool;

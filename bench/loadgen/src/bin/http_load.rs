@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde::Serialize;
-use serde_json::json;
 use sluice_loadgen::h1_client::{Pool, PreparedRequests};
 use sluice_loadgen::latency::{Samples, Summary};
 use sluice_loadgen::request_spec::RequestSpec;
@@ -118,22 +117,8 @@ struct Report {
 /// How many windows [`Report::worst_windows`] lists.
 const WORST_WINDOWS: usize = 10;
 
-/// One thread: the tool's every call costs the machine it measures, and a single-threaded
-/// runtime wakes no other thread per call (see `h1_client`).
 fn main() {
-    let args = Args::parse();
-    let outcome = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("starting the runtime: {e}"))
-        .and_then(|runtime| tokio::task::LocalSet::new().block_on(&runtime, run(args)));
-    match outcome {
-        Ok(report) => println!("{}", json!(report)),
-        Err(message) => {
-            eprintln!("http-load: {message}");
-            std::process::exit(2);
-        }
-    }
+    sluice_loadgen::tool::run("http-load", run(Args::parse()));
 }
 
 async fn run(args: Args) -> Result<Report, String> {

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::{Parser, ValueEnum};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sluice_loadgen::h1_client::PreparedRequests;
 use sluice_loadgen::latency::{Samples, Summary};
 use sluice_loadgen::request_spec::RequestSpec;
@@ -205,22 +205,8 @@ struct Report {
     publish_to_browser: Summary,
 }
 
-/// One thread: the tool reads every token of every stream on the machine it measures, and a
-/// single-threaded runtime wakes no other thread per token (see `h1_client`).
 fn main() {
-    let args = Args::parse();
-    let outcome = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("starting the runtime: {e}"))
-        .and_then(|runtime| tokio::task::LocalSet::new().block_on(&runtime, run(args)));
-    match outcome {
-        Ok(report) => println!("{}", json!(report)),
-        Err(message) => {
-            eprintln!("sse-load: {message}");
-            std::process::exit(2);
-        }
-    }
+    sluice_loadgen::tool::run("sse-load", run(Args::parse()));
 }
 
 async fn run(args: Args) -> Result<Report, String> {
