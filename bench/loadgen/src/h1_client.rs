@@ -286,21 +286,24 @@ mod tests {
         (url, accepted)
     }
 
+    /// A request spec for `urls`, sent with the bearer token `t1` and a `{}` body.
+    fn spec(urls: &[&str]) -> RequestSpec {
+        RequestSpec {
+            method: Method::POST,
+            urls: urls.iter().map(|u| (*u).to_owned()).collect(),
+            headers: HeaderMap::new(),
+            bearer_tokens: vec!["t1".to_owned()],
+            body: Some("{}".to_owned()),
+        }
+    }
+
     fn pool(url: &str, max: usize) -> Rc<Pool> {
-        let dir = std::env::temp_dir().join(format!("h1-pool-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let tokens = dir.join(format!("tokens-{}", url.len()));
-        std::fs::write(&tokens, "t1\n").unwrap();
-        let spec = RequestSpec::from_args(
-            "POST",
-            Some(url),
-            None,
-            &[],
-            tokens.to_str(),
-            Some("{}".into()),
-        )
-        .unwrap();
-        Pool::new(PreparedRequests::new(&spec).unwrap(), max)
+        Pool::new(PreparedRequests::new(&spec(&[url])).unwrap(), max)
+    }
+
+    /// Runs `test` inside a `LocalSet`, as the load tools run the pool.
+    async fn local(test: impl Future<Output = ()>) {
+        tokio::task::LocalSet::new().run_until(test).await;
     }
 
     async fn calls(pool: &Rc<Pool>, n: usize) -> Vec<Result<(), String>> {
@@ -314,14 +317,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_kept_connection_serves_call_after_call() {
-        tokio::task::LocalSet::new()
-            .run_until(async {
-                let (url, accepted) = server(StatusCode::OK, false).await;
-                let pool = pool(&url, 4);
-                assert!(calls(&pool, 3).await.iter().all(Result::is_ok));
-                assert_eq!(accepted.load(Ordering::SeqCst), 1);
-            })
-            .await;
+        local(async {
+            let (url, accepted) = server(StatusCode::OK, false).await;
+            let pool = pool(&url, 4);
+            assert!(calls(&pool, 3).await.iter().all(Result::is_ok));
+            assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        })
+        .await;
     }
 
     /// A server that answers one call per connection and closes it, without saying so (no
@@ -362,56 +364,50 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_on_a_connection_closed_meanwhile_goes_on_a_new_one() {
-        tokio::task::LocalSet::new()
-            .run_until(async {
-                let (url, close_now, mut closed) = silent_closer().await;
-                let pool = pool(&url, 1);
-                for i in 0..3 {
-                    let lease = pool.try_lease().unwrap();
-                    assert_eq!(pool.call(lease, i).await, Ok(()), "call {i}");
-                    assert_eq!(pool.idle.borrow().len(), 1, "kept after call {i}");
-                    close_now.send(()).unwrap();
-                    closed.recv().await.unwrap();
-                }
-            })
-            .await;
+        local(async {
+            let (url, close_now, mut closed) = silent_closer().await;
+            let pool = pool(&url, 1);
+            for i in 0..3 {
+                let lease = pool.try_lease().unwrap();
+                assert_eq!(pool.call(lease, i).await, Ok(()), "call {i}");
+                assert_eq!(pool.idle.borrow().len(), 1, "kept after call {i}");
+                close_now.send(()).unwrap();
+                closed.recv().await.unwrap();
+            }
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn a_connection_the_server_closed_is_replaced() {
-        tokio::task::LocalSet::new()
-            .run_until(async {
-                let (url, accepted) = server(StatusCode::OK, true).await;
-                let pool = pool(&url, 4);
-                assert!(calls(&pool, 3).await.iter().all(Result::is_ok));
-                assert_eq!(accepted.load(Ordering::SeqCst), 3);
-            })
-            .await;
+        local(async {
+            let (url, accepted) = server(StatusCode::OK, true).await;
+            let pool = pool(&url, 4);
+            assert!(calls(&pool, 3).await.iter().all(Result::is_ok));
+            assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        })
+        .await;
     }
 
     #[tokio::test]
-    async fn a_failed_status_is_named_and_in_flight_calls_are_capped() {
-        tokio::task::LocalSet::new()
-            .run_until(async {
-                let (url, _) = server(StatusCode::SERVICE_UNAVAILABLE, false).await;
-                let pool = pool(&url, 1);
-                let lease = pool.try_lease().unwrap();
-                assert!(pool.try_lease().is_none(), "one connection, already leased");
-                assert_eq!(pool.call(lease, 0).await, Err("status_503".to_owned()));
-                assert!(pool.try_lease().is_some(), "given back after the call");
-            })
-            .await;
+    async fn a_failed_status_is_named_keeps_its_connection_and_in_flight_calls_are_capped() {
+        local(async {
+            let (url, _) = server(StatusCode::SERVICE_UNAVAILABLE, false).await;
+            let pool = pool(&url, 1);
+            let lease = pool.try_lease().unwrap();
+            assert!(pool.try_lease().is_none(), "one connection, already leased");
+            assert_eq!(pool.call(lease, 0).await, Err("status_503".to_owned()));
+            assert_eq!(
+                pool.idle.borrow().len(),
+                1,
+                "an error status keeps the connection"
+            );
+        })
+        .await;
     }
 
     #[test]
     fn only_plain_http_to_one_address_is_accepted() {
-        let spec = |urls: &[&str]| RequestSpec {
-            method: Method::GET,
-            urls: urls.iter().map(|u| (*u).to_owned()).collect(),
-            headers: HeaderMap::new(),
-            bearer_tokens: Vec::new(),
-            body: None,
-        };
         assert!(PreparedRequests::new(&spec(&["https://127.0.0.1/"])).is_err());
         assert!(PreparedRequests::new(&spec(&["http://localhost/"])).is_err());
         assert!(
@@ -424,5 +420,10 @@ mod tests {
         assert_eq!(prepared.request(0).uri(), "/a?q=1");
         assert_eq!(prepared.request(1).uri(), "/b");
         assert_eq!(prepared.request(0).headers()[HOST], "127.0.0.1:1");
+        assert_eq!(prepared.request(0).headers()[AUTHORIZATION], "Bearer t1");
+        assert_eq!(
+            prepared.request(0).headers()[CONTENT_TYPE],
+            "application/json"
+        );
     }
 }
