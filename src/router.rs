@@ -11,7 +11,7 @@ use axum::routing::{any, get, post};
 use crate::app::AppState;
 use crate::http::stack::App;
 use crate::http::user_gate::{UserGate, user_gate};
-use crate::http::{metrics_layer, rate_limit, stack};
+use crate::http::{metrics_layer, middleware, rate_limit, stack};
 use crate::openapi;
 use crate::routes::{
     auth, chat, conversations, frontend, health, internal, me, openai, passthrough, scenarios,
@@ -28,12 +28,13 @@ pub fn router(state: AppState) -> impl App {
         .route("/openapi.json", get(openapi::openapi_json));
 
     // Public: no auth, limited per client IP.
+    let limits = Arc::new(state.limits.clone());
     let public = Router::new()
         .route("/api/auth/dev-login", post(auth::dev_login))
-        .route_layer(from_fn_with_state(state.clone(), rate_limit::general));
+        .route_layer(middleware::layer(limits.clone(), rate_limit::general));
 
     // The AI-costly routes also pass the per-user AI limit (CONTRACT.md section 2).
-    let ai_limit = from_fn_with_state(state.clone(), rate_limit::ai);
+    let ai_limit = middleware::layer(limits, rate_limit::ai);
 
     // Users: JWT required (header or cookie), then limited per user.
     let gate = Arc::new(UserGate {
@@ -78,7 +79,7 @@ pub fn router(state: AppState) -> impl App {
         .route("/v1/models", get(openai::models).layer(ai_limit.clone()))
         .route("/api/ai/{*path}", any(passthrough::forward_ai))
         .route("/api/search/{*path}", any(passthrough::forward_search))
-        .route_layer(from_fn_with_state(gate, user_gate));
+        .route_layer(middleware::layer(gate, user_gate));
 
     // Internal: the AI service's callbacks, `AI_API_KEY` only, never rate-limited.
     let internal = Router::new()
@@ -103,7 +104,10 @@ pub fn router(state: AppState) -> impl App {
         .merge(user)
         .merge(internal)
         .fallback(frontend::serve)
-        .layer(from_fn_with_state(state.clone(), metrics_layer::track))
+        .layer(middleware::layer(
+            state.metrics.clone(),
+            metrics_layer::track,
+        ))
         .with_state(state);
     stack::apply(router, &cors_origins)
 }

@@ -6,6 +6,7 @@ pub mod client_ip;
 pub mod compression;
 pub mod extract;
 pub mod metrics_layer;
+pub mod middleware;
 pub mod rate_limit;
 pub mod request_id;
 pub mod server;

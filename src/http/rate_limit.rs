@@ -1,10 +1,13 @@
 //! Rate-limit middleware: the general class on every limited route, and the AI class on the
 //! AI-costly ones. Keyed by the user's `sub` when authenticated, else by client IP.
 
-use axum::extract::{Request, State};
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tower::Service;
 
 use super::client_ip::client_ip;
 use crate::auth::AuthUser;
@@ -53,24 +56,34 @@ impl RateLimitState {
     }
 }
 
-/// General-class middleware.
-pub async fn general(state: State<RateLimitState>, request: Request, next: Next) -> Response {
-    limit(LimitClass::General, &state, request, next).await
+/// General-class middleware (a [`super::middleware::layer`] fn).
+pub async fn general<S>(state: Arc<RateLimitState>, request: Request, inner: S) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    limit(LimitClass::General, &state, request, inner).await
 }
 
-/// AI-class middleware (in addition to the general class).
-pub async fn ai(state: State<RateLimitState>, request: Request, next: Next) -> Response {
-    limit(LimitClass::Ai, &state, request, next).await
+/// AI-class middleware, in addition to the general class (a [`super::middleware::layer`] fn).
+pub async fn ai<S>(state: Arc<RateLimitState>, request: Request, inner: S) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    limit(LimitClass::Ai, &state, request, inner).await
 }
 
 /// Checks `class` for the request's client and runs the rest of the route if admitted, with
-/// the `RateLimit` headers on its response; refuses it with a 429 problem otherwise.
-pub async fn limit(
+/// the `RateLimit` headers on its response; refuses it with a 429 problem otherwise. `inner`
+/// is the rest of the route, ready to call.
+pub async fn limit<S>(
     class: LimitClass,
     state: &RateLimitState,
     request: Request,
-    next: Next,
-) -> Response {
+    mut inner: S,
+) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
     let key = match request.extensions().get::<AuthUser>() {
         Some(user) => ["u:", user.id.as_str()].concat(),
         None => match client_ip(&request, state.trust_forwarded_for) {
@@ -80,7 +93,7 @@ pub async fn limit(
     };
     match state.limiter.check(class, &key).await {
         Decision::Allowed { remaining, reset } => {
-            let mut response = next.run(request).await;
+            let Ok(mut response) = inner.call(request).await;
             // An inner, stricter class (ai) may have set its own headers already: keep them.
             let headers = response.headers_mut();
             headers

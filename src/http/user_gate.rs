@@ -5,11 +5,12 @@
 //! middleware layer clones and boxes the rest of the route, and boxes its own future, on
 //! every request.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
+use tower::Service;
 
 use super::rate_limit::{self, RateLimitState};
 use crate::auth::{AuthState, authenticate};
@@ -25,15 +26,15 @@ pub struct UserGate {
 
 /// Middleware: verifies the token, stores [`crate::auth::AuthUser`] in the request, and
 /// applies the user's general-class limit.
-pub async fn user_gate(
-    State(gate): State<Arc<UserGate>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// A [`super::middleware::layer`] fn: `inner` is the route, ready to call.
+pub async fn user_gate<S>(gate: Arc<UserGate>, mut request: Request, inner: S) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
     match authenticate(&gate.auth, request.method(), request.headers()).await {
         Ok(user) => {
             request.extensions_mut().insert(user);
-            rate_limit::limit(LimitClass::General, &gate.limits, request, next).await
+            rate_limit::limit(LimitClass::General, &gate.limits, request, inner).await
         }
         Err(err) => err.into_response(),
     }
