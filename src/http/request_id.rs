@@ -5,7 +5,8 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
 
 tokio::task_local! {
-    static REQUEST_ID: String;
+    /// Kept as the header value: it is forwarded as one, and cloning it is a reference count.
+    static REQUEST_ID: HeaderValue;
 }
 
 /// Header carrying the request id in and out, and on to the AI service.
@@ -19,6 +20,14 @@ pub const REQUEST_ID_NAME: HeaderName = HeaderName::from_static(REQUEST_ID_HEADE
 /// Error bodies carry it (`request_id`), so it must be reachable from `IntoResponse`, which
 /// has no access to the request; a task-local scoped around the handler gives exactly that.
 pub fn current() -> Option<String> {
+    REQUEST_ID
+        .try_with(|id| id.to_str().ok().map(str::to_owned))
+        .ok()
+        .flatten()
+}
+
+/// The current request's id as a header value, to forward; `None` outside a request.
+pub fn current_header() -> Option<HeaderValue> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
@@ -52,8 +61,7 @@ where
             value
         }
     };
-    let id = header.to_str().unwrap_or_default().to_owned();
-    let mut response = REQUEST_ID.scope(id, rest(request)).await;
+    let mut response = REQUEST_ID.scope(header.clone(), rest(request)).await;
     response
         .headers_mut()
         .entry(REQUEST_ID_NAME)

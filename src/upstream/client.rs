@@ -98,8 +98,8 @@ pub enum OutgoingBody {
 /// correlate its logs with ours.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallContext {
-    /// The gateway request's id.
-    pub request_id: String,
+    /// The gateway request's id (none outside a request).
+    pub request_id: Option<HeaderValue>,
     /// The authenticated user (`sub`), if any.
     pub user_id: Option<String>,
 }
@@ -332,13 +332,12 @@ impl UpstreamClient {
         headers.insert(USER_AGENT, SLUICE_USER_AGENT);
         // `insert` replaces every value the caller's headers had; what is not inserted is
         // removed.
-        match HeaderValue::try_from(ctx.request_id.as_str()) {
-            Ok(value) => {
-                headers.insert(X_REQUEST_ID, value);
+        match &ctx.request_id {
+            Some(value) => {
+                headers.insert(X_REQUEST_ID, value.clone());
             }
-            Err(_) => {
+            None => {
                 headers.remove(&X_REQUEST_ID);
-                tracing::warn!("request id is not a valid header value; not forwarded");
             }
         }
         match ctx.user_id.as_deref().map(HeaderValue::try_from) {

@@ -42,7 +42,7 @@ fn client() -> UpstreamClient {
 
 fn ctx() -> CallContext {
     CallContext {
-        request_id: "req-123".into(),
+        request_id: Some(http::HeaderValue::from_static("req-123")),
         user_id: Some("user-42".into()),
     }
 }
@@ -119,6 +119,7 @@ async fn passthrough_replaces_browser_credentials_and_forged_ids() {
                     "authorization": headers.get_all("authorization").iter().count(),
                     "bearer": header(&headers, "authorization"),
                     "x-user-id": header(&headers, "x-user-id"),
+                    "x-request-id": header(&headers, "x-request-id"),
                 })),
             )
         }),
@@ -134,8 +135,10 @@ async fn passthrough_replaces_browser_credentials_and_forged_ids() {
         let headers = request.headers_mut();
         headers.insert("authorization", "Bearer browser-jwt".parse().unwrap());
         headers.insert("x-user-id", "someone-else".parse().unwrap());
+        headers.insert("x-request-id", "caller-forged".parse().unwrap());
+        // Outside any request: no id of ours, so none goes on.
         let anonymous = CallContext {
-            request_id: "req-1".into(),
+            request_id: None,
             user_id: None,
         };
         let response = client().send(request, &anonymous).await.unwrap();
@@ -146,6 +149,7 @@ async fn passthrough_replaces_browser_credentials_and_forged_ids() {
         assert_eq!(seen["authorization"], 1);
         assert_eq!(seen["bearer"], format!("Bearer {API_KEY}"));
         assert_eq!(seen["x-user-id"], Value::Null);
+        assert_eq!(seen["x-request-id"], Value::Null);
     }
 }
 
