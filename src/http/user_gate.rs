@@ -1,9 +1,9 @@
 //! The gate of every user route: the caller's token, then the general rate limit for that
 //! user.
 //!
-//! One middleware rather than an authentication layer and a limit layer: each axum
-//! middleware layer clones and boxes the rest of the route, and boxes its own future, on
-//! every request.
+//! One middleware rather than an authentication layer and a limit layer: each layer inside
+//! the router clones the rest of the route, and axum boxes each layer's future, on every
+//! request.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -26,6 +26,7 @@ pub struct UserGate {
 
 /// Middleware: verifies the token, stores [`crate::auth::AuthUser`] in the request, and
 /// applies the user's general-class limit.
+///
 /// A [`super::middleware::layer`] fn: `inner` is the route, ready to call.
 pub async fn user_gate<S>(gate: Arc<UserGate>, mut request: Request, inner: S) -> Response
 where
