@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::middleware::from_fn_with_state;
 use axum::routing::{any, get, post};
 
 use crate::app::AppState;
@@ -95,7 +94,7 @@ pub fn router(state: AppState) -> impl App {
             "/api/internal/conversations/{id}/failed",
             post(internal::failed),
         )
-        .route_layer(from_fn_with_state(state.clone(), internal::require_ai_key));
+        .route_layer(middleware::layer(state.clone(), internal::require_ai_key));
 
     let cors_origins = state.settings.cors_allowed_origins.clone();
     let router = Router::new()

@@ -2,12 +2,14 @@
 //! `AI_API_KEY` (compared in constant time), never by a user JWT, and not rate-limited: the
 //! AI service is one trusted caller reporting on many users' conversations.
 
+use std::convert::Infallible;
+
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
+use tower::Service;
 
 use super::conversations::conversations;
 use crate::app::AppState;
@@ -18,19 +20,20 @@ use crate::http::extract::{AppJson, AppPath};
 use crate::ids::ConversationId;
 use crate::store::{MessageRole, MessageStatus, NewMessage};
 
-/// Middleware of the internal group: `Authorization: Bearer $AI_API_KEY` or 401.
-pub async fn require_ai_key(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// Middleware of the internal group: `Authorization: Bearer $AI_API_KEY` or 401 (a
+/// [`crate::http::middleware::layer`] fn: `inner` is the route, ready to call).
+pub async fn require_ai_key<S>(state: AppState, request: Request, mut inner: S) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
     let presented = match bearer_token(request.headers()) {
         Some(Ok(token)) => token,
         _ => "",
     };
     let expected = state.settings.ai.api_key.expose();
     if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) && !expected.is_empty() {
-        next.run(request).await
+        let Ok(response) = inner.call(request).await;
+        response
     } else {
         ApiError::unauthorized("a valid AI service key is required").into_response()
     }
