@@ -11,7 +11,8 @@ and the counters are dumped: total instructions / calls answered.
     python3 bench/harness/callgrind_json.py \\
         before=/tmp/sluice-before after=$HOME/.cache/sluice/target/release/sluice
 
-A build is LABEL=BINARY; the same binary serves as the mock (outside valgrind). The dumps
+A build is LABEL=BINARY[:VAR=VALUE,...], as in ab_chat.py; the variables are set for that
+sluice only, and the same binary serves as the mock (outside valgrind). The dumps
 stay in the printed work directory for `callgrind_annotate`. Needs valgrind, bench/run's
 release load tools under --target-dir, redis-server and PostgreSQL on 127.0.0.1:5432
 (SQLite otherwise).
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 
+from ab_chat import parse_build
 from context import Context
 from json_path import BODY, PATH
 from stack import Stack
@@ -35,7 +37,7 @@ CONNECTIONS = 8
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("builds", nargs="+", metavar="LABEL=BINARY")
+    p.add_argument("builds", nargs="+", metavar="LABEL=BINARY[:VAR=VALUE,...]")
     p.add_argument("--seconds", type=int, default=10, help="measured seconds at 300 calls/s")
     p.add_argument("--target-dir", default=os.environ.get(
         "CARGO_TARGET_DIR", os.path.expanduser("~/.cache/sluice/target")))
@@ -65,14 +67,14 @@ def total_instructions(dump):
     raise SystemExit(f"callgrind_json: no totals in {dump}")
 
 
-def measure(args, workdir, label, binary):
-    script, out = wrapper(workdir, label, os.path.abspath(binary))
-    os.environ["BENCH_SLUICE_BIN"] = script
+def measure(args, workdir, label, binary, env):
+    script, out = wrapper(workdir, label, binary)
     ctx_args = argparse.Namespace(smoke=False, workdir=workdir, out=workdir, venv="",
                                   target_dir=args.target_dir, database=args.database)
     with Context(ctx_args) as ctx:
+        ctx.sluice_bin = script
         with Stack(ctx, label, {"MOCK_TOKEN_DELAY_MS": "0"}, nginx=False,
-                   sluice_env={"TOKIO_WORKER_THREADS": "1"}) as stack:
+                   sluice_env={"TOKIO_WORKER_THREADS": "1", **env}) as stack:
             ctx.current_mock = stack.mock
             sluice = stack.contenders["sluice"]
             pid = str(stack.sluice.pid)
@@ -99,10 +101,8 @@ def main():
     workdir = tempfile.mkdtemp(prefix="sluice-callgrind-")
     results = {}
     for spec in args.builds:
-        label, _, binary = spec.partition("=")
-        if not binary:
-            raise SystemExit(f"callgrind_json: {spec}: expected LABEL=BINARY")
-        results[label] = measure(args, workdir, label, binary)
+        label, binary, env = parse_build(spec)
+        results[label] = measure(args, workdir, label, binary, env)
     first = next(iter(results.values()))
     for label, per_call in results.items():
         print(f"{label:>12}  {per_call / first - 1:+.1%} against {next(iter(results))}")
