@@ -3,10 +3,13 @@
 bench/run compares sluice with its peers; this compares sluice with itself, for a change
 whose effect on the chat route's tails is smaller than the spread of one run. Every round
 starts a fresh stack per build (mock, sluice, a new PostgreSQL database, 100 conversations,
-a 100-stream warm-up), runs N streams direct and then through sluice, and prints the added
+a 100-stream warm-up), runs N streams direct and then through sluice (its chat route, or
+with --route openai its `/v1/chat/completions`), and prints the added
 time to first token and gap, the CPU per token of sluice, of PostgreSQL's backends and of
 the mock, and how often sluice's threads were switched out. Builds alternate, their order
-reversed every other round, so drift hits them alike; medians come last.
+reversed every other round, so drift hits them alike; medians come last. With --timelines
+DIR, sse-load's per-stream timelines (`--timeline`) are kept, to see which streams make a
+tail and whether their start or their relay was slow.
 
     python3 bench/harness/ab_chat.py --rounds 4 --streams 1000 \\
         before=/tmp/sluice-before after=target/release/sluice \\
@@ -29,6 +32,8 @@ from types import SimpleNamespace
 
 from chat_streams import PROMPT
 from context import Context
+from openai_streams import PATH as OPENAI_PATH
+from openai_streams import body as openai_body
 from conversations import create_conversations
 from procs import CLOCK_TICKS, read_stat
 from stack import Stack
@@ -43,6 +48,11 @@ def parse_args():
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--streams", type=int, default=1000)
     p.add_argument("--tokens", type=int, default=200)
+    p.add_argument("--route", choices=["chat", "openai"], default="chat",
+                   help="sluice's chat route (database, history) or its OpenAI route")
+    p.add_argument("--timelines", metavar="DIR",
+                   help="keep sse-load's per-stream timeline of every round here "
+                        "(LABEL-ROUND-CONTENDER.csv)")
     p.add_argument("--target-dir", default=os.environ.get(
         "CARGO_TARGET_DIR", os.path.expanduser("~/.cache/sluice/target")))
     return p.parse_args()
@@ -79,25 +89,40 @@ def context_switches(pid):
     return voluntary, involuntary
 
 
-def one_round(ctx, label, binary, env, streams, tokens):
+def one_round(ctx, label, binary, env, args, round_no):
     ctx.sluice_bin = binary
+    streams, tokens = args.streams, args.tokens
     mock_env = {"MOCK_TOKENS": str(tokens), "MOCK_TOKEN_DELAY_MS": "20",
                 "MOCK_STAGE_DELAY_MS": "10"}
+
+    def timeline(contender):
+        if args.timelines is None:
+            return None
+        return os.path.join(args.timelines, f"{label}-{round_no}-{contender}.csv")
+
     with Stack(ctx, f"ab-{label}", mock_env, nginx=False, sluice_env=env) as stack:
         ctx.current_mock = stack.mock
-        conversations = create_conversations(stack, 100)
         sluice = stack.contenders["sluice"]
-        urls = [f"/api/conversations/{c}/messages" for c in conversations]
-        body = {"content": PROMPT}
-        ctx.sse_load(sluice, body, WARM_UP_STREAMS, "ai", tokens, urls=urls)
-        direct_urls = [f"/api/ai/conversations/{uuid.uuid4()}/messages-stream"
-                       for _ in range(100)]
-        direct = ctx.sse_load(stack.contenders["direct"],
-                              {"content": PROMPT, "history": []}, streams, "ai", tokens,
-                              urls=direct_urls)
+        if args.route == "openai":
+            dialect = "openai"
+            through_request = direct_request = {"path": OPENAI_PATH, "body": openai_body()}
+        else:
+            dialect = "ai"
+            conversations = create_conversations(stack, 100)
+            through_request = {"urls": [f"/api/conversations/{c}/messages"
+                                        for c in conversations],
+                               "body": {"content": PROMPT}}
+            direct_request = {"urls": [f"/api/ai/conversations/{uuid.uuid4()}/messages-stream"
+                                       for _ in range(100)],
+                              "body": {"content": PROMPT, "history": []}}
+        ctx.sse_load(sluice, dialect=dialect, streams=WARM_UP_STREAMS, expect=tokens,
+                     **through_request)
+        direct = ctx.sse_load(stack.contenders["direct"], dialect=dialect, streams=streams,
+                              expect=tokens, timeline=timeline("direct"), **direct_request)
         pg_before = postgres_backends_cpu()
         switches_before = context_switches(stack.sluice.pid)
-        through = ctx.sse_load(sluice, body, streams, "ai", tokens, urls=urls)
+        through = ctx.sse_load(sluice, dialect=dialect, streams=streams, expect=tokens,
+                               timeline=timeline("sluice"), **through_request)
         pg = postgres_backends_cpu() - pg_before
         switches = [a - b for a, b in zip(context_switches(stack.sluice.pid),
                                           switches_before)]
@@ -127,6 +152,8 @@ def line(label, name, row):
 def main():
     args = parse_args()
     builds = [parse_build(b) for b in args.builds]
+    if args.timelines is not None:
+        os.makedirs(args.timelines, exist_ok=True)
     results = {label: [] for label, _, _ in builds}
     with tempfile.TemporaryDirectory(prefix="sluice-ab-chat-") as workdir:
         ctx_args = SimpleNamespace(smoke=False, workdir=workdir, out=workdir, venv="",
@@ -134,7 +161,7 @@ def main():
         with Context(ctx_args) as ctx:
             for r in range(args.rounds):
                 for label, binary, env in (builds if r % 2 == 0 else builds[::-1]):
-                    row = one_round(ctx, label, binary, env, args.streams, args.tokens)
+                    row = one_round(ctx, label, binary, env, args, r)
                     results[label].append(row)
                     print(line(label, f"round {r}", row), flush=True)
     for label, rows in results.items():

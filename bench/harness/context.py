@@ -91,7 +91,8 @@ class Context:
         return self._measured(contender, argv)
 
     def sse_load(self, contender, body, streams, dialect, expect, path=None, urls=None,
-                 ramp_ms=1000, on_all_open=None, method="POST", idle_timeout=120):
+                 ramp_ms=1000, on_all_open=None, method="POST", idle_timeout=120,
+                 timeline=None):
         argv = [self.sse_load_bin, "--method", method, "--dialect", dialect, "--streams",
                 str(streams), "--ramp-ms", str(ramp_ms), "--expect-tokens", str(expect),
                 "--idle-timeout-secs", str(idle_timeout)]
@@ -106,6 +107,8 @@ class Context:
             argv += ["--url", contender.base + path]
         for header in contender.headers:
             argv += ["--header", header]
+        if timeline is not None:
+            argv += ["--timeline", timeline]
         return self._measured(contender, argv, on_all_open)
 
     def _measured(self, contender, argv, on_all_open=None):

@@ -63,6 +63,11 @@ struct Args {
     /// Longest silence on a stream before it counts as failed.
     #[arg(long, default_value_t = 60)]
     idle_timeout_secs: u64,
+    /// Also writes one CSV line per stream to this file (when it was opened, when its head,
+    /// first event and first token came, its longest gap and where), to tell a slow start
+    /// from a slow relay when a tail needs explaining.
+    #[arg(long)]
+    timeline: Option<String>,
 }
 
 /// The two stream dialects the benchmark meets.
@@ -177,7 +182,14 @@ fn unix_nanos() -> u128 {
 /// How one stream went.
 #[derive(Debug, Default)]
 struct Outcome {
+    /// When the stream was opened, from the start of the run.
+    opened_at: Duration,
+    /// Response head, first event of any kind and first token, each from the request.
+    head: Option<Duration>,
+    first_event: Option<Duration>,
     first_token: Option<Duration>,
+    /// The longest gap between two tokens, and the number of the token that ended it.
+    longest_gap: (Duration, usize),
     gaps: Samples,
     delivery: Samples,
     tokens: usize,
@@ -223,6 +235,12 @@ async fn run(args: Args) -> Result<Report, String> {
     let idle = Duration::from_secs(args.idle_timeout_secs);
     let begin = Instant::now();
     let step = Duration::from_millis(args.ramp_ms).div_f64(args.streams.max(1) as f64);
+    let timeline = args
+        .timeline
+        .as_deref()
+        .map(std::fs::File::create)
+        .transpose()
+        .map_err(|e| format!("--timeline: {e}"))?;
 
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..args.streams {
@@ -233,6 +251,7 @@ async fn run(args: Args) -> Result<Report, String> {
             dialect: args.dialect,
             idle,
             started: started.clone(),
+            begin,
             total: args.streams,
             expect: args.expect_tokens,
         };
@@ -244,6 +263,10 @@ async fn run(args: Args) -> Result<Report, String> {
             failure: Some(format!("task_{e}")),
             ..Outcome::default()
         }));
+    }
+    if let Some(file) = timeline {
+        write_timeline(std::io::BufWriter::new(file), &outcomes)
+            .map_err(|e| format!("--timeline: {e}"))?;
     }
     Ok(summarise(&args, outcomes, begin.elapsed()))
 }
@@ -257,14 +280,19 @@ struct Stream {
     idle: Duration,
     /// Streams that have received their first event, shared by all.
     started: Rc<Cell<usize>>,
+    /// The start of the run.
+    begin: Instant,
     total: usize,
     expect: usize,
 }
 
 impl Stream {
     async fn run(self) -> Outcome {
-        let mut outcome = Outcome::default();
         let sent = Instant::now();
+        let mut outcome = Outcome {
+            opened_at: sent - self.begin,
+            ..Outcome::default()
+        };
         let sending = self.requests.send_on_new_connection(self.index);
         let response = match tokio::time::timeout(self.idle, sending).await {
             Ok(Ok(response)) => response,
@@ -275,6 +303,7 @@ impl Stream {
             let kind = format!("status_{}", response.status().as_u16());
             return failed(outcome, &kind);
         }
+        outcome.head = Some(sent.elapsed());
         let mut body = response.into_body();
         let mut parser = FrameParser::default();
         let mut hasher = DefaultHasher::new();
@@ -309,6 +338,7 @@ impl Stream {
             parser.push(&chunk, |frame| {
                 if !opened {
                     opened = true;
+                    outcome.first_event = Some(now - sent);
                     self.started.set(self.started.get() + 1);
                     if self.started.get() == self.total {
                         eprintln!("all-streams-open");
@@ -341,7 +371,12 @@ impl Stream {
                 };
                 match last_token {
                     None => outcome.first_token = Some(now - sent),
-                    Some(last) => outcome.gaps.record(now - last),
+                    Some(last) => {
+                        outcome.gaps.record(now - last);
+                        if now - last > outcome.longest_gap.0 {
+                            outcome.longest_gap = (now - last, outcome.tokens);
+                        }
+                    }
                 }
                 last_token = Some(now);
                 outcome.tokens += 1;
@@ -354,6 +389,30 @@ impl Stream {
         outcome.text_hash = hasher.finish();
         outcome
     }
+}
+
+/// `--timeline`: one line per stream, times in milliseconds, in the order streams ended.
+fn write_timeline(mut out: impl std::io::Write, outcomes: &[Outcome]) -> std::io::Result<()> {
+    let ms =
+        |d: Option<Duration>| d.map_or(String::new(), |d| format!("{:.3}", d.as_secs_f64() * 1e3));
+    writeln!(
+        out,
+        "opened_at,head,first_event,first_token,longest_gap,longest_gap_token,tokens"
+    )?;
+    for o in outcomes {
+        writeln!(
+            out,
+            "{},{},{},{},{},{},{}",
+            ms(Some(o.opened_at)),
+            ms(o.head),
+            ms(o.first_event),
+            ms(o.first_token),
+            ms(Some(o.longest_gap.0)),
+            o.longest_gap.1,
+            o.tokens
+        )?;
+    }
+    out.flush()
 }
 
 fn failed(mut outcome: Outcome, kind: &str) -> Outcome {
@@ -410,5 +469,38 @@ fn summarise(args: &Args, outcomes: Vec<Outcome>, wall: Duration) -> Report {
         time_to_first_token: first_tokens.summary(),
         gap_between_tokens: gaps.summary(),
         publish_to_browser: delivery.summary(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_timeline_has_a_line_per_stream_and_leaves_unreached_times_empty() {
+        let ms = Duration::from_millis;
+        let served = Outcome {
+            opened_at: ms(5),
+            head: Some(ms(1)),
+            first_event: Some(ms(21)),
+            first_token: Some(ms(22)),
+            longest_gap: (ms(40), 7),
+            tokens: 200,
+            ..Outcome::default()
+        };
+        let refused = Outcome {
+            opened_at: ms(6),
+            failure: Some("status_503".into()),
+            ..Outcome::default()
+        };
+        let mut out = Vec::new();
+        write_timeline(&mut out, &[served, refused]).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "opened_at,head,first_event,first_token,longest_gap,longest_gap_token,tokens\n\
+             5.000,1.000,21.000,22.000,40.000,7,200\n\
+             6.000,,,,0.000,0,0\n"
+        );
     }
 }
