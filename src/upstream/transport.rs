@@ -235,9 +235,10 @@ impl Transport {
         let origin = Origin::of(request.uri()).ok_or(TransportError::BadUrl)?;
         if origin.tls {
             let (parts, body) = request.into_parts();
-            let response = self
-                .request(Request::from_parts(parts, full_body(body)))
-                .await?;
+            // Boxed: hyper's client exchange is a large future, and held inline it would make
+            // every plain call's future that large too (see `request`).
+            let response =
+                Box::pin(self.request(Request::from_parts(parts, full_body(body)))).await?;
             return Ok(response.map(StreamBody::Pooled));
         }
         to_origin_form(&mut request, &origin)?;
