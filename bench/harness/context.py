@@ -6,6 +6,7 @@ import os
 import resource
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -151,9 +152,29 @@ class Context:
         # the contender in front and of the mock behind it.
         result["listen_overflows"] = _listen_overflows() - overflows_before
         result["elapsed_secs"] = round(time.monotonic() - started, 3)
+        result["settle_secs"] = _settle([p for p in procs.values() if p is not None])
         return result
 
     current_mock = None
+
+
+def _settle(procs, idle_share=0.05, window=0.5, limit=60.0):
+    """Waits until `procs` (the contender and the mock) are idle: together under
+    `idle_share` of one CPU over `window` seconds, for at most `limit` seconds. A contender
+    that goes on working after its load ended (LiteLLM still answering the requests its
+    clients gave up on) would otherwise take the CPU from the next contender's round. Returns
+    the seconds waited."""
+    started = time.monotonic()
+    last = sum(p.cpu_seconds() for p in procs)
+    while time.monotonic() - started < limit:
+        time.sleep(window)
+        now = sum(p.cpu_seconds() for p in procs)
+        if now - last < idle_share * window:
+            break
+        last = now
+    else:
+        print(f"bench: still busy {limit:.0f} s after a round; going on", file=sys.stderr)
+    return round(time.monotonic() - started, 1)
 
 
 def _listen_overflows():
