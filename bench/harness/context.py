@@ -117,6 +117,7 @@ class Context:
         itself used meanwhile, and how busy the whole machine was (`machine_busy`, 0..1 of
         all CPUs): whether a contender's tail latencies measure it or a machine with no CPU
         left."""
+        settled = _settle()
         procs = {"contender": contender.proc, "mock": self.current_mock}
         before = {k: p.cpu_seconds() for k, p in procs.items() if p is not None}
         machine_before = _machine_jiffies()
@@ -152,28 +153,30 @@ class Context:
         # the contender in front and of the mock behind it.
         result["listen_overflows"] = _listen_overflows() - overflows_before
         result["elapsed_secs"] = round(time.monotonic() - started, 3)
-        result["settle_secs"] = _settle([p for p in procs.values() if p is not None])
+        result["settle_secs"] = settled
         return result
 
     current_mock = None
 
 
-def _settle(procs, idle_share=0.05, window=0.5, limit=60.0):
-    """Waits until `procs` (the contender and the mock) are idle: together under
-    `idle_share` of one CPU over `window` seconds, for at most `limit` seconds. A contender
-    that goes on working after its load ended (LiteLLM still answering the requests its
-    clients gave up on) would otherwise take the CPU from the next contender's round. Returns
-    the seconds waited."""
+def _settle(busy_share=0.10, window=0.5, limit=60.0):
+    """Waits until the machine is idle (under `busy_share` of all CPUs busy over `window`
+    seconds), for at most `limit` seconds, and returns the seconds waited. Something still
+    working when a round starts takes the CPU from the contender it measures: LiteLLM's
+    workers went on for seconds after their load ended, or after they answered their health
+    check, and the direct round that followed ran on a machine 62-100 % busy."""
     started = time.monotonic()
-    last = sum(p.cpu_seconds() for p in procs)
+    last = _machine_jiffies()
     while time.monotonic() - started < limit:
         time.sleep(window)
-        now = sum(p.cpu_seconds() for p in procs)
-        if now - last < idle_share * window:
+        now = _machine_jiffies()
+        total, idle = (a - b for a, b in zip(now, last))
+        if total and 1 - idle / total < busy_share:
             break
         last = now
     else:
-        print(f"bench: still busy {limit:.0f} s after a round; going on", file=sys.stderr)
+        print(f"bench: the machine is still busy after {limit:.0f} s; measuring anyway",
+              file=sys.stderr)
     return round(time.monotonic() - started, 1)
 
 
@@ -190,10 +193,11 @@ def _listen_overflows():
 
 
 def _machine_jiffies():
-    """(all, idle) CPU time of the whole machine from /proc/stat; idle counts I/O wait."""
+    """(all, idle) CPU time of the whole machine from /proc/stat; idle counts I/O wait, and
+    time the hypervisor gave to other guests (steal), which no process here used."""
     with open("/proc/stat") as f:
         fields = [int(x) for x in f.readline().split()[1:]]
-    return sum(fields), fields[3] + fields[4]
+    return sum(fields), fields[3] + fields[4] + fields[7]
 
 
 def _children_cpu():
