@@ -32,9 +32,9 @@ from types import SimpleNamespace
 
 from chat_streams import PROMPT
 from context import Context
+from conversations import create_conversations
 from openai_streams import PATH as OPENAI_PATH
 from openai_streams import body as openai_body
-from conversations import create_conversations
 from procs import CLOCK_TICKS, read_stat
 from stack import Stack
 
