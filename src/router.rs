@@ -33,12 +33,12 @@ pub fn router(state: AppState) -> impl App {
         .route_layer(middleware::layer(limits.clone(), rate_limit::general));
 
     // The AI-costly routes also pass the per-user AI limit (CONTRACT.md section 2).
-    let ai_limit = middleware::layer(limits, rate_limit::ai);
+    let ai_limit = middleware::layer(limits.clone(), rate_limit::ai);
 
     // Users: JWT required (header or cookie), then limited per user.
     let gate = Arc::new(UserGate {
         auth: state.auth.clone(),
-        limits: state.limits.clone(),
+        limits,
     });
     let user = Router::new()
         .route("/api/me", get(me::me))

@@ -91,10 +91,7 @@ mod tests {
         if name == "inner" && request.uri().path() == "/refused" {
             return StatusCode::FORBIDDEN.into_response();
         }
-        let mut response = match inner.call(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        };
+        let Ok(mut response) = inner.call(request).await;
         response
             .headers_mut()
             .append("x-seen-by", HeaderValue::from_static(name));

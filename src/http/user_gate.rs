@@ -20,8 +20,8 @@ use crate::limits::LimitClass;
 pub struct UserGate {
     /// Verifies the token and applies the CSRF rule to cookie auth.
     pub auth: AuthState,
-    /// The general-class limit.
-    pub limits: RateLimitState,
+    /// The general-class limit (shared with the router's other limit layers).
+    pub limits: Arc<RateLimitState>,
 }
 
 /// Middleware: verifies the token, stores [`crate::auth::AuthUser`] in the request, and
