@@ -17,6 +17,7 @@ use crate::events::{EventBus, LocalBus, RedisBus};
 use crate::http::rate_limit::RateLimitState;
 use crate::http::server::{Listeners, serve};
 use crate::http::shards::Shards;
+use crate::http::sse::StreamsEnd;
 use crate::limits::{Quotas, RateLimiter, RedisLimiter, StreamSlots};
 use crate::metrics::Metrics;
 use crate::redis_link::RedisLink;
@@ -89,8 +90,10 @@ pub struct Shared {
     pub scenarios: Scenarios,
     /// The in-process simulator, when no `AI_SERVICE_URL` is configured.
     pub simulator: Option<Arc<MockAiHandle>>,
-    /// Fires on shutdown; streams end when it does.
+    /// Fires on shutdown; background work stops when it does.
     pub shutdown: CancellationToken,
+    /// Fired as shutdown begins: open SSE streams end.
+    pub streams_end: StreamsEnd,
     /// Background tasks to wait for on shutdown.
     pub tasks: TaskTracker,
 }
@@ -237,6 +240,7 @@ impl Application {
             bus,
             redis,
             shutdown: CancellationToken::new(),
+            streams_end: StreamsEnd::default(),
             tasks: TaskTracker::new(),
         }));
         Ok(Self { listeners, state })
@@ -268,6 +272,7 @@ impl Application {
         let Self { listeners, state } = self;
         spawn_background(&state);
         let shutdown = state.shutdown.clone();
+        let streams_end = state.streams_end.clone();
         let grace = state.settings.shutdown_grace;
         let tasks = state.tasks.clone();
         let store = state.store.clone();
@@ -277,6 +282,7 @@ impl Application {
         tracing::info!(addr = %listeners.local_addr(), threads = shards.len(), "sluice listening");
         let server = tokio::spawn(serve(listeners, app, shutdown.clone(), &shards));
         shutdown.cancelled().await;
+        streams_end.fire();
         tracing::info!(
             grace_secs = grace.as_secs(),
             "shutting down; draining connections"

@@ -144,7 +144,7 @@ async fn answer(
     Ok(sse_response(
         events.map(sse_event),
         state.settings.sse_keepalive,
-        &state.shutdown,
+        &state.streams_end,
     ))
 }
 

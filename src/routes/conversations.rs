@@ -296,7 +296,7 @@ fn progress_response(state: &AppState, events: ProgressStream, slot: StreamSlot)
         metrics.sse_event(KIND, event.name());
         sse_event(&event)
     });
-    sse_response(events, state.settings.sse_keepalive, &state.shutdown)
+    sse_response(events, state.settings.sse_keepalive, &state.streams_end)
 }
 
 /// The payloads of the progress stream's events, serialised from borrowed fields: this runs

@@ -67,7 +67,7 @@ pub async fn chat_completions(
     Ok(sse_response(
         chunks.map(sse_event),
         state.settings.sse_keepalive,
-        &state.shutdown,
+        &state.streams_end,
     ))
 }
 
