@@ -35,9 +35,10 @@ const FORWARDED_REQUEST_HEADERS: [HeaderName; 4] = [
     header::IF_NONE_MATCH,
 ];
 
-/// `/api/ai/{path}`: any method, forwarded with the same path and query. A plain fn handing
-/// back `forward`'s future: an `async` wrapper would hold that ~3 KB future in its own state
-/// and copy it once more per call.
+// A plain fn handing back `forward`'s future (as is `forward_search`): an `async` wrapper
+// would hold that ~3 KB future in its own state and copy it once more per call. Not in the
+// doc comment, which is the operation's summary in the OpenAPI document.
+/// `/api/ai/{path}`: any method, forwarded with the same path and query.
 #[utoipa::path(
     get,
     path = "/api/ai/{path}",
