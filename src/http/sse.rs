@@ -46,10 +46,6 @@ impl StreamsEnd {
         self.fired.store(true, Ordering::Release);
         self.wake.cancel();
     }
-
-    fn has_fired(&self) -> bool {
-        self.fired.load(Ordering::Acquire)
-    }
 }
 
 /// Wraps a stream of frames (see [`Frame`]) into the response every SSE route returns. The
@@ -63,7 +59,7 @@ where
         keepalive,
         timer: Box::pin(tokio::time::sleep(keepalive)),
         last_sent: Instant::now(),
-        end: end.clone(),
+        ended: end.fired.clone(),
         end_wait: Box::pin(end.wake.clone().cancelled_owned()),
         end_registered: false,
     };
@@ -85,7 +81,8 @@ struct SseBody {
     /// Fires `keepalive` after the last frame or comment (moved lazily, see `poll_next`).
     timer: Pin<Box<Sleep>>,
     last_sent: Instant,
-    end: StreamsEnd,
+    /// [`StreamsEnd`]'s flag: only this is read per poll.
+    ended: Arc<AtomicBool>,
     /// Polled once, to register this body's task for the wake-up at the end (and kept, as
     /// dropping it would unregister); after that the flag says on each poll whether it came.
     end_wait: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -97,7 +94,7 @@ impl Stream for SseBody {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if this.end.has_fired() {
+        if this.ended.load(Ordering::Acquire) {
             return Poll::Ready(None);
         }
         if !this.end_registered {
