@@ -277,12 +277,18 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_stream_made_after_the_end_ends_at_once() {
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_reads_the_flag_not_the_token() {
+        // The flag alone, as a stream polled between `fire`'s two steps sees it: a body that
+        // asked the token instead (a lock per poll) would not end until the token fired.
         let end = StreamsEnd::default();
-        end.fire();
+        end.fired.store(true, Ordering::Release);
         let response = sse_response(frames_never_ending(), Duration::from_secs(15), &end);
         let mut body = response.into_body().into_data_stream();
-        assert!(body.next().await.is_none());
+        let first = tokio::time::timeout(Duration::from_secs(1), body.next()).await;
+        assert!(
+            first.expect("ended at once").is_none(),
+            "ended without a frame"
+        );
     }
 }
