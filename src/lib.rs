@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod idle_timer;
 pub mod ids;
 pub mod limits;
 pub mod metrics;

@@ -21,8 +21,10 @@ use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::Stream;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::idle_timer::IdleTimer;
 
 /// The comment sent on an idle stream.
 const KEEP_ALIVE: &[u8] = b":keep-alive\n\n";
@@ -57,7 +59,7 @@ where
     let body = SseBody {
         frames: Box::pin(frames),
         keepalive,
-        timer: Box::pin(tokio::time::sleep(keepalive)),
+        timer: IdleTimer::new(Instant::now() + keepalive),
         last_sent: Instant::now(),
         ended: end.fired.clone(),
         end_wait: Box::pin(end.wake.clone().cancelled_owned()),
@@ -78,8 +80,8 @@ where
 struct SseBody {
     frames: Pin<Box<dyn Stream<Item = Bytes> + Send>>,
     keepalive: Duration,
-    /// Fires `keepalive` after the last frame or comment (moved lazily, see `poll_next`).
-    timer: Pin<Box<Sleep>>,
+    /// Fires `keepalive` after the last frame or comment.
+    timer: IdleTimer,
     last_sent: Instant,
     /// [`StreamsEnd`]'s flag: only this is read per poll.
     ended: Arc<AtomicBool>,
@@ -112,17 +114,15 @@ impl Stream for SseBody {
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => {}
         }
-        // The timer is not reset per frame: when it fires after frames were sent, it is moved
-        // to `keepalive` after the last one instead, so an idle stream still gets its comment
-        // exactly `keepalive` after its last frame.
-        while this.timer.as_mut().poll(cx).is_ready() {
-            let due = this.last_sent + this.keepalive;
-            if due <= Instant::now() {
-                this.last_sent = Instant::now();
-                this.timer.as_mut().reset(this.last_sent + this.keepalive);
-                return Poll::Ready(Some(Ok(Bytes::from_static(KEEP_ALIVE))));
-            }
-            this.timer.as_mut().reset(due);
+        // The timer is not reset per frame (see `IdleTimer`).
+        if this
+            .timer
+            .poll_due(this.last_sent + this.keepalive, cx)
+            .is_ready()
+        {
+            this.last_sent = Instant::now();
+            this.timer.reset(this.last_sent + this.keepalive);
+            return Poll::Ready(Some(Ok(Bytes::from_static(KEEP_ALIVE))));
         }
         Poll::Pending
     }

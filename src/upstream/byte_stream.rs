@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, stream};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use super::error::UpstreamError;
+use crate::idle_timer::IdleTimer;
 
 /// The two time limits of a stream (`UPSTREAM_TIMEOUT_MS`, `STREAM_IDLE_TIMEOUT_MS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +37,7 @@ pub struct ByteStream {
     /// Armed only when the stream has to wait: a body that is already in (a JSON answer read
     /// with its headers) never registers a timer with the runtime, which costs a lock and
     /// can wake the event loop once more.
-    timer: Option<Pin<Box<Sleep>>>,
+    timer: Option<IdleTimer>,
     timeouts: StreamTimeouts,
     started: bool,
     done: bool,
@@ -97,27 +98,16 @@ impl Stream for ByteStream {
             }
         }
         let deadline = this.deadline;
-        let timer = this
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        // The deadline moves with every chunk, but the timer only when it must fire earlier
-        // (the first idle deadline can come before the first-byte one). A timer that fires
-        // before the deadline is moved to it then: once per idle interval, rather than a
-        // timer-wheel removal and insertion per token.
-        if timer.deadline() > deadline {
-            timer.as_mut().reset(deadline);
-        }
-        while timer.as_mut().poll(cx).is_ready() {
-            if deadline <= Instant::now() {
-                let err = if this.started {
-                    UpstreamError::IdleTimeout(this.timeouts.idle)
-                } else {
-                    UpstreamError::Timeout(this.timeouts.first_byte)
-                };
-                this.finish();
-                return Poll::Ready(Some(Err(err)));
-            }
-            timer.as_mut().reset(deadline);
+        // The deadline moves with every chunk; the timer only when it fires (see `IdleTimer`).
+        let timer = this.timer.get_or_insert_with(|| IdleTimer::new(deadline));
+        if timer.poll_due(deadline, cx).is_ready() {
+            let err = if this.started {
+                UpstreamError::IdleTimeout(this.timeouts.idle)
+            } else {
+                UpstreamError::Timeout(this.timeouts.first_byte)
+            };
+            this.finish();
+            return Poll::Ready(Some(Err(err)));
         }
         Poll::Pending
     }
