@@ -14,3 +14,4 @@ pub mod shards;
 pub mod sse;
 pub mod stack;
 pub mod user_gate;
+mod woken_only;

@@ -24,6 +24,7 @@ use futures_util::Stream;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+use super::woken_only::WokenOnly;
 use crate::idle_timer::IdleTimer;
 
 /// The comment sent on an idle stream.
@@ -65,7 +66,7 @@ where
         end_wait: Box::pin(end.wake.clone().cancelled_owned()),
         end_registered: false,
     };
-    let mut response = Response::new(Body::from_stream(body));
+    let mut response = Response::new(Body::from_stream(WokenOnly::new(body)));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
