@@ -11,11 +11,12 @@ use futures_util::task::AtomicWaker;
 /// Wraps a response body's stream so that a poll nothing has asked for costs two atomic
 /// operations instead of a walk down the whole stream.
 ///
-/// hyper's HTTP/1 connection polls a response body twice per wake-up (once to write, and
-/// again after the flush, to see whether more can be written). For an SSE stream relaying a
-/// token, the second poll went through every layer of the relay down to the upstream socket
-/// only to find nothing new: the frame, the SSE and HTTP/1 decoders, both timers and a
-/// registration with the socket. Here the inner stream is polled with a waker of this
+/// hyper's HTTP/1 connection polls a response body three times per wake-up: for the frame,
+/// again to find it `Pending`, and once more after the flush to see whether more can be
+/// written. For an SSE stream relaying a token, the last poll went through every layer of the
+/// relay down to the upstream socket only to find nothing new: the frame, the SSE and HTTP/1
+/// decoders, both timers and a registration with the socket. (Placed around the whole
+/// response body instead, outside the middleware's body wrappers, it saved nothing more.) Here the inner stream is polled with a waker of this
 /// wrapper's, which notes that it was woken and then wakes the task; a poll that finds no
 /// note (and follows a `Pending`) answers `Pending` at once.
 pub struct WokenOnly<S> {
