@@ -143,7 +143,7 @@ async fn forward(
 
     let started = Instant::now();
     let ctx = call_context(Some(&user));
-    let response = match ai.client().send(upstream, &ctx).await {
+    let mut response = match ai.client().send(upstream, &ctx).await {
         Ok(response) => response,
         Err(err) => {
             if err.counts_as_failure() {
@@ -169,7 +169,7 @@ async fn forward(
     }
     permit.success();
 
-    let headers = safe_response_headers(response.headers());
+    let headers = safe_response_headers(std::mem::take(response.headers_mut()));
     if let Some(cache_key) = cache_key.filter(|_| status == StatusCode::OK) {
         let content_type = headers
             .get(header::CONTENT_TYPE)
@@ -256,7 +256,11 @@ async fn upstream_body(request: Request) -> Result<OutgoingBody, ApiError> {
 }
 
 /// Response headers minus hop-by-hop ones and cookies (the AI service never sets ours).
-fn safe_response_headers(upstream: &HeaderMap) -> HeaderMap {
+///
+/// The AI service's map is kept and only the dropped names are removed from it, and then only
+/// when there are any: the usual answer has none, and copying the map cost an allocation per
+/// header (a cloned value's bytes are moved to shared storage) besides the new map.
+fn safe_response_headers(mut headers: HeaderMap) -> HeaderMap {
     // Names, not strings: comparing two standard header names compares a tag.
     const DROPPED: [HeaderName; 10] = [
         header::CONNECTION,
@@ -270,15 +274,12 @@ fn safe_response_headers(upstream: &HeaderMap) -> HeaderMap {
         header::SET_COOKIE,
         header::SERVER,
     ];
-    // Room for what the gateway's layers add (request id, security and rate-limit headers),
-    // so the map is never reallocated.
-    let mut out = HeaderMap::with_capacity(upstream.len() + 8);
-    for (name, value) in upstream {
-        if !DROPPED.contains(name) {
-            out.append(name.clone(), value.clone());
+    if headers.keys().any(|name| DROPPED.contains(name)) {
+        for name in &DROPPED {
+            headers.remove(name);
         }
     }
-    out
+    headers
 }
 
 fn encode_cached(content_type: &str, body: &Bytes) -> Bytes {
@@ -344,10 +345,33 @@ mod tests {
                 HeaderValue::from_static(value),
             );
         }
-        let relayed = safe_response_headers(&upstream);
+        let relayed = safe_response_headers(upstream);
         let mut names: Vec<&str> = relayed.keys().map(HeaderName::as_str).collect();
         names.sort_unstable();
         assert_eq!(names, ["content-type", "etag", "x-custom"]);
+    }
+
+    #[test]
+    fn an_answer_without_hop_by_hop_headers_keeps_all_of_its_own() {
+        let mut upstream = HeaderMap::new();
+        for (name, value) in [
+            ("content-type", "application/json"),
+            ("link", "</a>; rel=next"),
+            ("link", "</b>; rel=prev"),
+        ] {
+            upstream.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let relayed = safe_response_headers(upstream.clone());
+        assert_eq!(relayed, upstream);
+        // One dropped name among them goes, with nothing else.
+        upstream.append(header::SERVER, HeaderValue::from_static("ai/1.0"));
+        let relayed = safe_response_headers(upstream);
+        assert_eq!(relayed.len(), 3);
+        assert_eq!(relayed.get_all("link").iter().count(), 2);
+        assert!(relayed.get(header::SERVER).is_none());
     }
 
     #[test]

@@ -166,6 +166,9 @@ struct Head {
     len: usize,
 }
 
+/// Headers the gateway's layers add to a relayed response (`crate::routes::passthrough`).
+const ADDED_ON_THE_WAY_OUT: usize = 8;
+
 /// The complete head at the start of `buf`; `None` while it is incomplete. The answer to a
 /// `HEAD` request (`head_request`) has no body, whatever its head says.
 fn parse_head(buf: &[u8], head_request: bool) -> std::io::Result<Option<Head>> {
@@ -184,7 +187,9 @@ fn parse_head(buf: &[u8], head_request: bool) -> std::io::Result<Option<Head>> {
     let mut encoding = None;
     let mut length = None;
     let mut keep_alive = response.version == Some(1);
-    let mut map = HeaderMap::with_capacity(response.headers.len());
+    // Room for the headers the gateway adds to a relayed answer (request id, security and
+    // rate-limit headers), so that the map is not grown on the way out.
+    let mut map = HeaderMap::with_capacity(response.headers.len() + ADDED_ON_THE_WAY_OUT);
     for header in response.headers.iter() {
         let name = HeaderName::from_bytes(header.name.as_bytes());
         let value = HeaderValue::from_bytes(header.value);
