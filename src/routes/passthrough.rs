@@ -124,7 +124,11 @@ async fn forward(
     })?;
 
     let base = ai.base();
-    let uri = base.endpoint(path_and_query).map_err(ApiError::internal)?;
+    let uri = match request.uri().path_and_query() {
+        Some(parsed) => base.endpoint_at(parsed),
+        None => base.endpoint(path_and_query),
+    }
+    .map_err(ApiError::internal)?;
     // Room for the five headers added on the way (`Host`, key, user agent, request and user
     // ids), so the map is never reallocated.
     let mut headers = HeaderMap::with_capacity(FORWARDED_REQUEST_HEADERS.len() + 5);

@@ -69,6 +69,22 @@ impl BaseUrl {
         Uri::from_parts(uri).map_err(|_| invalid())
     }
 
+    /// [`BaseUrl::endpoint`] for a path and query that is already parsed (a proxied
+    /// request's): under a base without a path prefix it is used as it is, a reference count
+    /// rather than a copy and a second validation.
+    pub fn endpoint_at(&self, path_and_query: &PathAndQuery) -> Result<Uri, UpstreamError> {
+        match &self.parts {
+            Some(parts) if parts.prefix.is_empty() && path_and_query.as_str().starts_with('/') => {
+                let mut uri = http::uri::Parts::default();
+                uri.scheme = Some(parts.scheme.clone());
+                uri.authority = Some(parts.authority.clone());
+                uri.path_and_query = Some(path_and_query.clone());
+                Uri::from_parts(uri).map_err(|_| UpstreamError::Request("invalid upstream URL"))
+            }
+            _ => self.endpoint(path_and_query.as_str()),
+        }
+    }
+
     /// The `Host` header of every call: host, with `:port` unless the scheme's default,
     /// never the URL's credentials. The transport would otherwise make it from the URL per call.
     pub fn host(&self) -> Option<&HeaderValue> {
@@ -167,6 +183,25 @@ mod tests {
     #[test]
     fn a_url_that_cannot_be_a_base_is_refused_per_call() {
         assert!(base("mailto:ai@example.com").endpoint("/x").is_err());
+    }
+
+    #[test]
+    fn a_parsed_path_joins_the_base_as_a_string_would() {
+        for (base_url, path) in [
+            ("http://ai.internal:8000", "/api/search/x%20y?q=a%20b&k="),
+            ("http://ai.internal:8000/prefix/", "/v1/models?x=1"),
+            ("http://ai.internal", "/"),
+        ] {
+            let base = base(base_url);
+            let parsed = PathAndQuery::from_static(path);
+            assert_eq!(
+                base.endpoint_at(&parsed).unwrap(),
+                base.endpoint(path).unwrap(),
+                "{base_url} {path}"
+            );
+        }
+        let parsed = PathAndQuery::from_static("/x");
+        assert!(base("mailto:ai@example.com").endpoint_at(&parsed).is_err());
     }
 
     #[test]
