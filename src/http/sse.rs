@@ -167,6 +167,20 @@ impl Frame {
         self
     }
 
+    /// `data: {"<key>":<value as a JSON string>}`, what [`Frame::json_data`] writes for a
+    /// one-field object, without serde's map machinery (for the chat's token, one frame per
+    /// token for thousands of streams). `key` is one of ours and is written as it is.
+    pub fn json_string_field(mut self, key: &str, value: &str) -> Self {
+        debug_assert!(!key.contains(['"', '\\']) && !key.contains(char::is_control));
+        self.0.extend_from_slice(b"data: {\"");
+        self.0.extend_from_slice(key.as_bytes());
+        self.0.extend_from_slice(b"\":");
+        // Writing a string into a `Vec` cannot fail.
+        let _ = serde_json::to_writer(&mut self.0, value);
+        self.0.extend_from_slice(b"}\n");
+        self
+    }
+
     /// `data: <line>` for each line of `text` (LF, CR or CRLF breaks).
     pub fn data(mut self, text: &str) -> Self {
         let mut rest = text.as_bytes();
@@ -218,6 +232,21 @@ mod tests {
             &frame[..],
             b"id: 7\nevent: progress\ndata: {\"message\":\"two\\nlines\"}\n\n"
         );
+        for value in [
+            "plain",
+            "quote \" back\\slash",
+            "two\nlines\r\u{1}",
+            "h\u{e9} \u{1F600}",
+            "",
+        ] {
+            assert_eq!(
+                Frame::new(0).json_string_field("content", value).finish(),
+                Frame::new(0)
+                    .json_data(&json!({ "content": value }))
+                    .finish(),
+                "{value:?}"
+            );
+        }
         let frame = Frame::new(8).data("a\nb\r\nc\rd").finish();
         assert_eq!(&frame[..], b"data: a\ndata: b\ndata: c\ndata: d\n\n");
         assert_eq!(&Frame::new(0).data("").finish()[..], b"data: \n\n");

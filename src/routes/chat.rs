@@ -157,12 +157,6 @@ fn chat(state: &AppState) -> Chat {
     )
 }
 
-/// A token's payload, serialised without building a JSON value first.
-#[derive(Serialize)]
-struct TokenEvent<'a> {
-    content: &'a str,
-}
-
 /// The `complete` payload.
 #[derive(Serialize)]
 struct CompleteEvent<'a> {
@@ -182,7 +176,7 @@ fn sse_event(event: ChatEvent) -> Bytes {
     match event {
         ChatEvent::Token(content) => Frame::new(content.len())
             .event(name)
-            .json_data(&TokenEvent { content: &content }),
+            .json_string_field("content", &content),
         ChatEvent::Complete {
             message_id,
             content,
