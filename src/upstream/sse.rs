@@ -8,6 +8,8 @@
 //! buffers invalid UTF-8 without limit. Here every byte is scanned once and memory is bounded
 //! by the caps.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
@@ -37,8 +39,9 @@ impl Default for SseLimits {
 /// One dispatched event, as an `EventSource` would see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
-    /// The `event:` type, `"message"` when the event named none.
-    pub event: String,
+    /// The `event:` type, `"message"` when the event named none. Shared: a stream names the
+    /// same few types over and over, and each event would otherwise allocate its own copy.
+    pub event: Arc<str>,
     /// The `data:` lines joined with `\n`.
     pub data: String,
     /// The last event id seen on the stream (ids persist across events), if any.
@@ -84,7 +87,10 @@ struct SseParser {
     after_cr: bool,
     /// No line processed yet (a leading BOM is skipped).
     at_start: bool,
-    event_type: String,
+    /// The current event's `event:` type, if it named one.
+    event_type: Option<Arc<str>>,
+    /// The last type named on the stream, reused while the stream names it again.
+    last_type: Option<Arc<str>>,
     data: String,
     last_id: String,
 }
@@ -96,7 +102,8 @@ impl SseParser {
             line: Vec::new(),
             after_cr: false,
             at_start: true,
-            event_type: String::new(),
+            event_type: None,
+            last_type: None,
             data: String::new(),
             last_id: String::new(),
         }
@@ -169,7 +176,7 @@ impl SseParser {
             None => (line, &[][..]),
         };
         match name {
-            b"event" => self.event_type = text(value).into_owned(),
+            b"event" => self.event_type = Some(self.named(value)),
             b"data" => {
                 self.data.reserve(value.len() + 1);
                 self.data.push_str(&text(value));
@@ -182,7 +189,8 @@ impl SseParser {
             // fields are ignored, as the specification says.
             _ => {}
         }
-        if self.event_type.len() + self.data.len() > self.limits.max_event_bytes {
+        let type_len = self.event_type.as_deref().map_or(0, str::len);
+        if type_len + self.data.len() > self.limits.max_event_bytes {
             return Err(UpstreamError::TooLarge {
                 what: "event",
                 limit: self.limits.max_event_bytes,
@@ -191,19 +199,30 @@ impl SseParser {
         Ok(())
     }
 
+    /// The type an `event:` line names: the last one again when it is the same.
+    fn named(&mut self, value: &[u8]) -> Arc<str> {
+        match &self.last_type {
+            Some(last) if last.as_bytes() == value => last.clone(),
+            _ => {
+                let named: Arc<str> = Arc::from(text(value));
+                self.last_type = Some(named.clone());
+                named
+            }
+        }
+    }
+
     /// Ends the current event at a blank line; an event without data is not dispatched.
     fn dispatch(&mut self) -> Option<SseEvent> {
-        let event_type = std::mem::take(&mut self.event_type);
+        let event_type = self.event_type.take();
         let mut data = std::mem::take(&mut self.data);
         if data.is_empty() {
             return None;
         }
         data.pop(); // the `\n` appended after the last data line
         Some(SseEvent {
-            event: if event_type.is_empty() {
-                "message".to_owned()
-            } else {
-                event_type
+            event: match event_type {
+                Some(named) if !named.is_empty() => named,
+                _ => self.named(b"message"),
             },
             data,
             id: (!self.last_id.is_empty()).then(|| self.last_id.clone()),

@@ -218,7 +218,7 @@ async fn mock_tokens(mock_url: &str, content: &str) -> Vec<String> {
         .rest()
         .await
         .iter()
-        .filter(|e| e.event == "token")
+        .filter(|e| &*e.event == "token")
         .map(|e| data(e)["content"].as_str().unwrap().to_owned())
         .collect()
 }
@@ -226,7 +226,7 @@ async fn mock_tokens(mock_url: &str, content: &str) -> Vec<String> {
 fn tokens_of(events: &[SseEvent]) -> Vec<String> {
     events
         .iter()
-        .filter(|e| e.event == "token")
+        .filter(|e| &*e.event == "token")
         .map(|e| data(e)["content"].as_str().unwrap().to_owned())
         .collect()
 }
@@ -246,7 +246,7 @@ async fn each_token_reaches_the_client_while_the_mock_still_holds_the_rest() {
     wait_stat(&mock, "streams_held", 1).await;
     // The mock has sent exactly one token and is holding: it must already be here.
     let first = events.next().await.unwrap();
-    assert_eq!(first.event, "token");
+    assert_eq!(&*first.event, "token");
     assert_eq!(data(&first)["content"], expected[0]);
 
     mock_post(&mock, "/__mock/release", json!({})).await;
@@ -255,7 +255,7 @@ async fn each_token_reaches_the_client_while_the_mock_still_holds_the_rest() {
     received.extend(tokens_of(&rest));
     assert_eq!(received, expected, "every token, in order");
     let complete = rest.last().unwrap();
-    assert_eq!(complete.event, "complete");
+    assert_eq!(&*complete.event, "complete");
     let whole = expected.concat();
     assert_eq!(data(complete)["content"], whole);
 
@@ -293,7 +293,7 @@ async fn the_eventsource_route_and_the_message_list_show_the_same_answer() {
     assert_eq!(response.headers()[header::CACHE_CONTROL], "no-cache");
     let events = EventReader::new(response).rest().await;
     let complete = events.last().unwrap();
-    assert_eq!(complete.event, "complete");
+    assert_eq!(&*complete.event, "complete");
 
     let list: Value = app
         .client
@@ -384,7 +384,7 @@ async fn answer_with_fault(overrides: &[(&str, &str)], fault: Value) -> (Vec<Sse
 fn error_code(events: &[SseEvent]) -> Value {
     let last = events.last().expect("some event");
     assert_eq!(
-        last.event, "error",
+        &*last.event, "error",
         "the stream ends with an error: {events:?}"
     );
     data(last)["code"].clone()
@@ -592,7 +592,7 @@ async fn content_must_be_one_to_eight_thousand_characters() {
     let body = assert_problem(missing, 400, "validation_failed").await;
     assert_eq!(body["errors"][0]["field"], "content");
     let events = open(&app, &user, id, &"é".repeat(8000)).await.rest().await;
-    assert_eq!(events.last().unwrap().event, "complete");
+    assert_eq!(&*events.last().unwrap().event, "complete");
 }
 
 #[tokio::test]
@@ -616,7 +616,7 @@ async fn the_stream_cap_refuses_one_more_and_frees_the_slot_on_disconnect() {
     let id = ready_conversation(&app, &user).await;
     mock_post(&mock, "/__mock/hold", json!({ "after_tokens": 1 })).await;
     let mut first = open(&app, &user, id, "one").await;
-    assert_eq!(first.next().await.unwrap().event, "token");
+    assert_eq!(first.next().await.unwrap().event.as_ref(), "token");
 
     assert_problem(send(&app, &user, id, "two").await, 429, "too_many_streams").await;
     drop(first);
@@ -626,5 +626,5 @@ async fn the_stream_cap_refuses_one_more_and_frees_the_slot_on_disconnect() {
     .await;
     mock_post(&mock, "/__mock/release", json!({})).await;
     let events = open(&app, &user, id, "three").await.rest().await;
-    assert_eq!(events.last().unwrap().event, "complete");
+    assert_eq!(&*events.last().unwrap().event, "complete");
 }

@@ -418,7 +418,7 @@ async fn sse_events_parse_an_upstream_stream_end_to_end() {
     .await
     .unwrap();
     let events: Vec<_> = events.into_iter().map(Result::unwrap).collect();
-    let names: Vec<_> = events.iter().map(|e| e.event.as_str()).collect();
+    let names: Vec<_> = events.iter().map(|e| &*e.event).collect();
     assert_eq!(names, ["token", "token", "complete"]);
     assert_eq!(events[1].data, "{\"content\":\"lo\"}");
 }

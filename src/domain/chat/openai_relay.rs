@@ -282,7 +282,7 @@ mod tests {
 
     fn data(data: &str) -> SseEvent {
         SseEvent {
-            event: "message".to_owned(),
+            event: "message".into(),
             data: data.to_owned(),
             id: None,
         }

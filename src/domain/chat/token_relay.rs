@@ -121,7 +121,7 @@ pub(super) fn relay(
 /// Reads one upstream event: tokens and the end matter, pings and unknown events do not; an
 /// `error` event or a token that is not the expected JSON ends the answer as a failure.
 fn interpret(event: &SseEvent) -> Result<Step, UpstreamError> {
-    match event.event.as_str() {
+    match &*event.event {
         "token" => serde_json::from_str::<TokenData>(&event.data)
             .map(|data| Step::Token(data.content))
             .map_err(|err| UpstreamError::Malformed {
@@ -181,7 +181,7 @@ mod tests {
 
     fn event(name: &str, data: &str) -> SseEvent {
         SseEvent {
-            event: name.to_owned(),
+            event: name.into(),
             data: data.to_owned(),
             id: None,
         }

@@ -8,7 +8,7 @@ use super::*;
 
 fn event(event: &str, data: &str, id: Option<&str>) -> SseEvent {
     SseEvent {
-        event: event.to_owned(),
+        event: event.into(),
         data: data.to_owned(),
         id: id.map(str::to_owned),
     }
@@ -276,4 +276,17 @@ fn the_event_stream_can_be_moved_to_another_task() {
         },
     );
     assert_send(&sse_events(bytes, SseLimits::default()));
+}
+
+/// A stream that names the same type again gets the one shared copy; an unnamed event is a
+/// `message`, and a new name is its own.
+#[tokio::test]
+async fn repeated_event_types_share_one_copy() {
+    let events = parse(
+        "event: token\ndata: a\n\nevent: token\ndata: b\n\ndata: c\n\nevent: done\ndata: d\n\n",
+    )
+    .await;
+    let names: Vec<&str> = events.iter().map(|e| &*e.event).collect();
+    assert_eq!(names, ["token", "token", "message", "done"]);
+    assert!(Arc::ptr_eq(&events[0].event, &events[1].event));
 }
