@@ -15,10 +15,11 @@ use futures_util::task::AtomicWaker;
 /// again to find it `Pending`, and once more after the flush to see whether more can be
 /// written. For an SSE stream relaying a token, the last poll went through every layer of the
 /// relay down to the upstream socket only to find nothing new: the frame, the SSE and HTTP/1
-/// decoders, both timers and a registration with the socket. (Placed around the whole
-/// response body instead, outside the middleware's body wrappers, it saved nothing more.) Here the inner stream is polled with a waker of this
-/// wrapper's, which notes that it was woken and then wakes the task; a poll that finds no
-/// note (and follows a `Pending`) answers `Pending` at once.
+/// decoders, both timers and a registration with the socket. Here the inner stream is polled
+/// with a waker of this wrapper's, which notes that it was woken and then wakes the task; a
+/// poll that finds no note (and follows a `Pending`) answers `Pending` at once. (Placed around
+/// the whole response body instead, outside the middleware's body wrappers, it saved nothing
+/// more.)
 pub struct WokenOnly<S> {
     inner: S,
     gate: Arc<Gate>,
@@ -27,7 +28,6 @@ pub struct WokenOnly<S> {
 }
 
 /// What the inner stream's waker reaches: the note and the task to wake.
-#[derive(Default)]
 struct Gate {
     /// Set by a wake-up, and while the inner stream may have more ready (after it yielded);
     /// cleared just before the inner stream is polled.

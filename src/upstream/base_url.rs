@@ -62,11 +62,7 @@ impl BaseUrl {
             PathAndQuery::try_from([&parts.prefix, separator, path_and_query].concat())
         }
         .map_err(|_| invalid())?;
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(parts.scheme.clone());
-        uri.authority = Some(parts.authority.clone());
-        uri.path_and_query = Some(path_and_query);
-        Uri::from_parts(uri).map_err(|_| invalid())
+        parts.uri(path_and_query)
     }
 
     /// [`BaseUrl::endpoint`] for a path and query that is already parsed (a proxied
@@ -75,11 +71,7 @@ impl BaseUrl {
     pub fn endpoint_at(&self, path_and_query: &PathAndQuery) -> Result<Uri, UpstreamError> {
         match &self.parts {
             Some(parts) if parts.prefix.is_empty() && path_and_query.as_str().starts_with('/') => {
-                let mut uri = http::uri::Parts::default();
-                uri.scheme = Some(parts.scheme.clone());
-                uri.authority = Some(parts.authority.clone());
-                uri.path_and_query = Some(path_and_query.clone());
-                Uri::from_parts(uri).map_err(|_| UpstreamError::Request("invalid upstream URL"))
+                parts.uri(path_and_query.clone())
             }
             _ => self.endpoint(path_and_query.as_str()),
         }
@@ -93,6 +85,15 @@ impl BaseUrl {
 }
 
 impl Parts {
+    /// The base's scheme and authority with `path_and_query`.
+    fn uri(&self, path_and_query: PathAndQuery) -> Result<Uri, UpstreamError> {
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(self.scheme.clone());
+        uri.authority = Some(self.authority.clone());
+        uri.path_and_query = Some(path_and_query);
+        Uri::from_parts(uri).map_err(|_| UpstreamError::Request("invalid upstream URL"))
+    }
+
     fn of(url: &Url) -> Option<Self> {
         if url.cannot_be_a_base() {
             return None;
