@@ -16,14 +16,11 @@ directory for `callgrind_annotate`. Needs what callgrind_json.py needs, and `sse
 """
 
 import argparse
-import glob
 import os
 import subprocess
 import sys
-import tempfile
 
-from ab_chat import parse_build
-from callgrind_json import total_instructions, wrapper
+from callgrind_json import compare, latest_dump, total_instructions, wrapper
 from chat_streams import PROMPT
 from context import Context
 from conversations import create_conversations
@@ -66,29 +63,18 @@ def measure(args, workdir, label, binary, env):
             run = ctx.sse_load(sluice, dialect="ai", streams=args.streams, expect=args.tokens,
                                **request)
             subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
-    # The explicit dump is part 1; the one written at exit (shutdown) is the base file.
-    dumps = sorted(glob.glob(f"{out}.*.1"), key=os.path.getmtime)
-    if not dumps:
-        raise SystemExit(f"callgrind_chat: {label}: no dump under {out}.*")
+    dump = latest_dump("callgrind_chat", label, out)
     if run["streams_failed"] or run["frames_lost"]:
         raise SystemExit(f"callgrind_chat: {label}: failed={run['streams_failed']} "
                          f"lost={run['frames_lost']}")
-    per_token = total_instructions(dumps[-1]) / run["tokens_received"]
+    per_token = total_instructions(dump) / run["tokens_received"]
     print(f"{label:>12}  {per_token:>8,.0f} instructions per token  "
-          f"({run['tokens_received']} tokens; {dumps[-1]})", flush=True)
+          f"({run['tokens_received']} tokens; {dump})", flush=True)
     return per_token
 
 
 def main():
-    args = parse_args()
-    workdir = tempfile.mkdtemp(prefix="sluice-callgrind-chat-")
-    results = {}
-    for spec in args.builds:
-        label, binary, env = parse_build(spec)
-        results[label] = measure(args, workdir, label, binary, env)
-    first = next(iter(results.values()))
-    for label, per_token in results.items():
-        print(f"{label:>12}  {per_token / first - 1:+.1%} against {next(iter(results))}")
+    compare(parse_args(), measure, "sluice-callgrind-chat-")
     return 0
 
 

@@ -84,28 +84,39 @@ def measure(args, workdir, label, binary, env):
             run = ctx.http_load(sluice, PATH, BODY, rate=RATE, duration=args.seconds,
                                 connections=CONNECTIONS, warmup=0)
             subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
-    # The explicit dump is part 1; the one written at exit (shutdown) is the base file.
-    dumps = sorted(glob.glob(f"{out}.*.1"), key=os.path.getmtime)
-    if not dumps:
-        raise SystemExit(f"callgrind_json: {label}: no dump under {out}.*")
+    dump = latest_dump("callgrind_json", label, out)
     if run["ok"] == 0 or run["errors"]:
         raise SystemExit(f"callgrind_json: {label}: ok={run['ok']} errors={run['errors']}")
-    per_call = total_instructions(dumps[-1]) / run["ok"]
+    per_call = total_instructions(dump) / run["ok"]
     print(f"{label:>12}  {per_call:>10,.0f} instructions per call  "
-          f"({run['ok']} calls; {dumps[-1]})", flush=True)
+          f"({run['ok']} calls; {dump})", flush=True)
     return per_call
 
 
-def main():
-    args = parse_args()
-    workdir = tempfile.mkdtemp(prefix="sluice-callgrind-")
+def latest_dump(tool, label, out):
+    """The dump asked for with `callgrind_control -d`: part 1 (the one written at exit, on
+    shutdown, is the base file)."""
+    dumps = sorted(glob.glob(f"{out}.*.1"), key=os.path.getmtime)
+    if not dumps:
+        raise SystemExit(f"{tool}: {label}: no dump under {out}.*")
+    return dumps[-1]
+
+
+def compare(args, measure, workdir_prefix):
+    """Measures each of `args.builds` in turn with `measure` and prints each figure against
+    the first build's."""
+    workdir = tempfile.mkdtemp(prefix=workdir_prefix)
     results = {}
     for spec in args.builds:
         label, binary, env = parse_build(spec)
         results[label] = measure(args, workdir, label, binary, env)
-    first = next(iter(results.values()))
-    for label, per_call in results.items():
-        print(f"{label:>12}  {per_call / first - 1:+.1%} against {next(iter(results))}")
+    first_label, first = next(iter(results.items()))
+    for label, figure in results.items():
+        print(f"{label:>12}  {figure / first - 1:+.1%} against {first_label}")
+
+
+def main():
+    compare(parse_args(), measure, "sluice-callgrind-")
     return 0
 
 

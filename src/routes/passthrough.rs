@@ -326,10 +326,21 @@ mod tests {
         assert_eq!(future_size(forward_search), forward_size);
     }
 
+    /// A header map with `headers`, repeated names appended.
+    fn header_map(headers: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        map
+    }
+
     #[test]
     fn hop_by_hop_headers_cookies_and_server_are_not_relayed() {
-        let mut upstream = HeaderMap::new();
-        for (name, value) in [
+        let upstream = header_map(&[
             ("content-type", "application/json"),
             ("etag", "\"v1\""),
             ("x-custom", "kept"),
@@ -343,12 +354,7 @@ mod tests {
             ("set-cookie", "a=1"),
             ("set-cookie", "b=2"),
             ("server", "ai/1.0"),
-        ] {
-            upstream.append(
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            );
-        }
+        ]);
         let relayed = safe_response_headers(upstream);
         let mut names: Vec<&str> = relayed.keys().map(HeaderName::as_str).collect();
         names.sort_unstable();
@@ -357,17 +363,11 @@ mod tests {
 
     #[test]
     fn an_answer_without_hop_by_hop_headers_keeps_all_of_its_own() {
-        let mut upstream = HeaderMap::new();
-        for (name, value) in [
+        let mut upstream = header_map(&[
             ("content-type", "application/json"),
             ("link", "</a>; rel=next"),
             ("link", "</b>; rel=prev"),
-        ] {
-            upstream.append(
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            );
-        }
+        ]);
         let relayed = safe_response_headers(upstream.clone());
         assert_eq!(relayed, upstream);
         // One dropped name among them goes, with nothing else.
