@@ -37,7 +37,7 @@ impl IdleTimer {
     /// cost, and earlier at the cost of moving the timer.
     pub fn poll_due(&mut self, due: Instant, cx: &mut Context<'_>) -> Poll<()> {
         if self.sleep.deadline() > due {
-            self.move_to(due);
+            self.reset(due);
         }
         loop {
             if self.quiet(cx) {
@@ -54,21 +54,19 @@ impl IdleTimer {
             if due <= Instant::now() {
                 return Poll::Ready(());
             }
-            self.move_to(due);
+            self.reset(due);
         }
     }
 
     /// Where the timer is set: not the due time, which it catches up with only when it fires.
-    pub fn deadline(&self) -> Instant {
+    #[cfg(test)]
+    pub(crate) fn deadline(&self) -> Instant {
         self.sleep.deadline()
     }
 
-    /// Re-arms the timer for `deadline` (after it fired, for the next interval).
+    /// Moves the timer to `deadline` (after it fired, for the next interval); the next poll
+    /// registers the waker again.
     pub fn reset(&mut self, deadline: Instant) {
-        self.move_to(deadline);
-    }
-
-    fn move_to(&mut self, deadline: Instant) {
         self.sleep.as_mut().reset(deadline);
         self.registered = None;
     }
